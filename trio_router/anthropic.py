@@ -1,0 +1,280 @@
+"""Anthropic Messages API wire types.
+
+Field names and shapes follow https://docs.anthropic.com/en/api/messages and
+https://docs.anthropic.com/en/docs/build-with-claude/streaming. Unknown request fields are
+ignored (msgspec's default), because Claude Code sends beta fields (``context_management``, ...)
+that no upstream provider understands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+JSONObject = dict[str, Any]
+
+
+# --- content blocks -------------------------------------------------------------------------
+
+
+class Base64Source(Struct, tag="base64", tag_field="type"):
+    media_type: str
+    data: str
+
+
+class URLSource(Struct, tag="url", tag_field="type"):
+    url: str
+
+
+class TextSource(Struct, tag="text", tag_field="type"):
+    media_type: str
+    data: str
+
+
+ImageSource = Base64Source | URLSource
+
+
+class TextBlock(Struct, tag="text", tag_field="type", omit_defaults=True):
+    text: str
+    cache_control: JSONObject | None = None
+    citations: list[JSONObject] | None = None
+
+
+class ImageBlock(Struct, tag="image", tag_field="type", omit_defaults=True):
+    source: ImageSource
+    cache_control: JSONObject | None = None
+
+
+class DocumentBlock(Struct, tag="document", tag_field="type", omit_defaults=True):
+    source: JSONObject
+    title: str | None = None
+    context: str | None = None
+    cache_control: JSONObject | None = None
+
+
+class ToolUseBlock(Struct, tag="tool_use", tag_field="type", omit_defaults=True):
+    id: str
+    name: str
+    input: JSONObject
+    cache_control: JSONObject | None = None
+
+
+class ToolResultBlock(Struct, tag="tool_result", tag_field="type", omit_defaults=True):
+    tool_use_id: str
+    content: str | list[TextBlock | ImageBlock | DocumentBlock] | None = None
+    is_error: bool | None = None
+    cache_control: JSONObject | None = None
+
+
+class ThinkingBlock(Struct, tag="thinking", tag_field="type"):
+    thinking: str
+    signature: str = ""
+
+
+class RedactedThinkingBlock(Struct, tag="redacted_thinking", tag_field="type"):
+    data: str
+
+
+class ServerToolUseBlock(Struct, tag="server_tool_use", tag_field="type", omit_defaults=True):
+    id: str
+    name: str
+    input: JSONObject
+    cache_control: JSONObject | None = None
+
+
+class WebSearchToolResultBlock(
+    Struct, tag="web_search_tool_result", tag_field="type", omit_defaults=True
+):
+    tool_use_id: str
+    content: Any = None
+    cache_control: JSONObject | None = None
+
+
+ContentBlock = (
+    TextBlock
+    | ImageBlock
+    | DocumentBlock
+    | ToolUseBlock
+    | ToolResultBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock
+    | ServerToolUseBlock
+    | WebSearchToolResultBlock
+)
+ResponseBlock = TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock
+
+
+# --- request --------------------------------------------------------------------------------
+
+
+class Message(Struct):
+    # Claude Code 2.1 puts {"role": "system", "content": "..."} entries mid-conversation.
+    role: str
+    content: str | list[ContentBlock]
+
+
+class Tool(Struct, omit_defaults=True):
+    name: str
+    description: str | None = None
+    input_schema: JSONObject | None = None
+    # Server tools (e.g. "web_search_20250305") carry a type and no input_schema.
+    type: str | None = None
+    cache_control: JSONObject | None = None
+
+
+class ToolChoice(Struct, omit_defaults=True):
+    type: str  # auto | any | tool | none
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class Thinking(Struct, omit_defaults=True):
+    type: str  # enabled | disabled | adaptive
+    budget_tokens: int | None = None
+
+
+class OutputConfig(Struct, omit_defaults=True):
+    effort: str | None = None
+    format: JSONObject | None = None
+
+
+class Metadata(Struct, omit_defaults=True):
+    user_id: str | None = None
+
+
+class MessagesRequest(Struct, omit_defaults=True):
+    model: str
+    messages: list[Message]
+    max_tokens: int | None = None
+    system: str | list[TextBlock] | None = None
+    stop_sequences: list[str] | None = None
+    stream: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: Thinking | None = None
+    metadata: Metadata | None = None
+    output_config: OutputConfig | None = None
+
+
+# --- response -------------------------------------------------------------------------------
+
+
+class Usage(Struct):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class MessageResponse(Struct, tag="message", tag_field="type"):
+    id: str
+    model: str
+    content: list[ResponseBlock]
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    usage: Usage = msgspec.field(default_factory=Usage)
+    role: str = "assistant"
+
+
+# --- stream events --------------------------------------------------------------------------
+
+
+class TextDelta(Struct, tag="text_delta", tag_field="type"):
+    text: str
+
+
+class InputJSONDelta(Struct, tag="input_json_delta", tag_field="type"):
+    partial_json: str
+
+
+class ThinkingDelta(Struct, tag="thinking_delta", tag_field="type"):
+    thinking: str
+
+
+class SignatureDelta(Struct, tag="signature_delta", tag_field="type"):
+    signature: str
+
+
+Delta = TextDelta | InputJSONDelta | ThinkingDelta | SignatureDelta
+
+
+class MessageStart(Struct, tag="message_start", tag_field="type"):
+    message: MessageResponse
+
+
+class ContentBlockStart(Struct, tag="content_block_start", tag_field="type"):
+    index: int
+    content_block: ResponseBlock
+
+
+class ContentBlockDelta(Struct, tag="content_block_delta", tag_field="type"):
+    index: int
+    delta: Delta
+
+
+class ContentBlockStop(Struct, tag="content_block_stop", tag_field="type"):
+    index: int
+
+
+class MessageDeltaBody(Struct):
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+
+
+class DeltaUsage(Struct, omit_defaults=True):
+    output_tokens: int = 0
+    input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class MessageDelta(Struct, tag="message_delta", tag_field="type"):
+    delta: MessageDeltaBody
+    usage: DeltaUsage
+
+
+class MessageStop(Struct, tag="message_stop", tag_field="type"):
+    pass
+
+
+class Ping(Struct, tag="ping", tag_field="type"):
+    pass
+
+
+class ErrorBody(Struct):
+    type: str
+    message: str
+
+
+class ErrorEvent(Struct, tag="error", tag_field="type"):
+    error: ErrorBody
+
+
+StreamEvent = (
+    MessageStart
+    | ContentBlockStart
+    | ContentBlockDelta
+    | ContentBlockStop
+    | MessageDelta
+    | MessageStop
+    | Ping
+    | ErrorEvent
+)
+
+request_decoder = msgspec.json.Decoder(MessagesRequest)
+response_decoder = msgspec.json.Decoder(MessageResponse)
+event_decoder: msgspec.json.Decoder[StreamEvent] = msgspec.json.Decoder(StreamEvent)  # type: ignore[arg-type]
+
+
+def system_text(system: str | list[TextBlock] | None) -> list[str]:
+    """The system prompt as separate text parts, in order."""
+    if system is None:
+        return []
+    if isinstance(system, str):
+        return [system] if system else []
+    return [block.text for block in system]

@@ -1,0 +1,273 @@
+"""The configuration file: its schema, loading, ``$VAR`` interpolation and validation.
+
+Every problem is reported with the file and the place (``Providers[1].api_base_url``) so that
+``trio-router check-config`` can print all of them at once and never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+DEFAULT_PORT = 3456
+DEFAULT_HOST = "127.0.0.1"
+LOG_LEVELS = ("fatal", "error", "warn", "info", "debug", "trace")
+
+
+class Provider(Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    api_base_url: str
+    api_key: str = ""
+    models: list[str] = []
+    # {"use": [name | [name, {options}]], "<model>": {"use": [...]}}
+    transformer: dict[str, Any] | None = None
+    # Extra headers sent upstream, e.g. OpenRouter's HTTP-Referer and X-Title.
+    headers: dict[str, str] = {}
+
+
+class RouterRules(Struct, frozen=True, forbid_unknown_fields=True):
+    default: str | None = None
+    background: str | None = None
+    think: str | None = None
+    longContext: str | None = None  # noqa: N815 - the file's own key
+    longContextThreshold: int = 60000  # noqa: N815
+    webSearch: str | None = None  # noqa: N815
+
+
+class CustomTransformer(Struct, frozen=True, forbid_unknown_fields=True):
+    path: str
+    options: dict[str, Any] = {}
+
+
+class Config(Struct, frozen=True, forbid_unknown_fields=True):
+    APIKEY: str = ""
+    HOST: str = DEFAULT_HOST
+    PORT: int = DEFAULT_PORT
+    LOG: bool = True
+    LOG_LEVEL: str = "info"
+    API_TIMEOUT_MS: int = 600_000
+    Providers: list[Provider] = []
+    Router: RouterRules = RouterRules()
+    transformers: list[CustomTransformer] = []
+
+    def provider(self, name: str) -> Provider | None:
+        for provider in self.Providers:
+            if provider.name == name:
+                return provider
+        return None
+
+
+class ConfigError(Exception):
+    """One or more problems with a config file; ``problems`` lists each with its place."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def report(self) -> str:
+        lines = [f"Invalid config {self.source}:"]
+        lines.extend(f"  - {problem}" for problem in self.problems)
+        return "\n".join(lines)
+
+
+class LoadedConfig(Struct, frozen=True):
+    config: Config
+    path: Path | None  # None when running on the built-in default
+    raw: dict[str, Any]  # the file as written, before interpolation (what /api/config edits)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def config_path_from_env(env: dict[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env  # type: ignore[assignment]
+    assert env is not None
+    return Path(env.get("CONFIG_PATH") or "config.json").expanduser()
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines; ``#`` comments, ``export`` prefixes and quotes as shells write them."""
+    values: dict[str, str] = {}
+    for raw_line in path.read_text(encoding="utf-8").splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key.strip()] = value
+    return values
+
+
+def load_dotenv(config_path: Path | None) -> None:
+    """Load ``.env`` from beside the config, then the working directory; the environment wins."""
+    candidates = [Path.cwd() / ".env"]
+    if config_path is not None:
+        candidates.insert(0, config_path.parent / ".env")
+    seen: set[Path] = set()
+    for candidate in candidates:
+        resolved = candidate.resolve()
+        if resolved in seen or not candidate.is_file():
+            continue
+        seen.add(resolved)
+        for key, value in read_dotenv(candidate).items():
+            os.environ.setdefault(key, value)
+
+
+def interpolate(value: Any, env: dict[str, str], where: str, problems: list[str]) -> Any:
+    """Replace ``$VAR`` and ``${VAR}`` in every string; an unset variable is a problem."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1) or match.group(2)
+            if name not in env:
+                problems.append(f"{where}: environment variable ${name} is not set")
+                return ""
+            return env[name]
+
+        return _VAR.sub(substitute, value) if "$" in value else value
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {
+            k: interpolate(v, env, f"{where}.{k}" if where else k, problems)
+            for k, v in value.items()
+        }
+    return value
+
+
+def _json_position(text: str, error: msgspec.DecodeError) -> str:
+    match = re.search(r"char (\d+)", str(error))
+    if not match:
+        return str(error)
+    offset = int(match.group(1))
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    reason = str(error).split(" - at", 1)[0].split(" (char", 1)[0]
+    return f"invalid JSON at line {line}, column {column}: {reason}"
+
+
+def _msgspec_path(error: msgspec.ValidationError) -> str:
+    """Turn msgspec's ``... - at `$.Providers[1].api_base_url``` into a readable problem."""
+    text = str(error)
+    message, _, where = text.partition(" - at `$")
+    where = where.rstrip("`").lstrip(".")
+    return f"{where}: {message}" if where else message
+
+
+def validate(config: Config) -> list[str]:
+    """Cross-field problems that the schema alone cannot see."""
+    problems: list[str] = []
+    names: set[str] = set()
+    for i, provider in enumerate(config.Providers):
+        if provider.name in names:
+            problems.append(f"Providers[{i}].name: duplicate provider name {provider.name!r}")
+        names.add(provider.name)
+        if "," in provider.name:
+            problems.append(f"Providers[{i}].name: must not contain a comma")
+        if not provider.api_base_url.startswith(("http://", "https://")):
+            problems.append(
+                f"Providers[{i}].api_base_url: must be an http(s) URL, "
+                f"got {provider.api_base_url!r}"
+            )
+        if not provider.models:
+            problems.append(f"Providers[{i}].models: must list at least one model")
+    for rule in ("default", "background", "think", "longContext", "webSearch"):
+        target = getattr(config.Router, rule)
+        if target is None:
+            continue
+        provider_name, sep, model = target.partition(",")
+        if not sep or not model:
+            problems.append(f'Router.{rule}: must be "provider,model", got {target!r}')
+            continue
+        found = config.provider(provider_name.strip())
+        if found is None:
+            problems.append(f"Router.{rule}: provider {provider_name!r} is not configured")
+        elif model.strip() not in found.models:
+            problems.append(
+                f"Router.{rule}: model {model!r} is not in the models of provider {found.name!r}"
+            )
+    if config.Providers and config.Router.default is None:
+        problems.append("Router.default: required when providers are configured")
+    if config.LOG_LEVEL not in LOG_LEVELS:
+        problems.append(f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}, got {config.LOG_LEVEL!r}")
+    if not 0 < config.PORT < 65536:
+        problems.append(f"PORT: must be between 1 and 65535, got {config.PORT}")
+    if config.API_TIMEOUT_MS <= 0:
+        problems.append("API_TIMEOUT_MS: must be positive")
+    if config.Router.longContextThreshold <= 0:
+        problems.append("Router.longContextThreshold: must be positive")
+    return problems
+
+
+def parse(raw: dict[str, Any], source: str, env: dict[str, str]) -> Config:
+    """Interpolate, decode and validate a config already read as JSON."""
+    problems: list[str] = []
+    resolved = interpolate(raw, env, "", problems)
+    if problems:
+        raise ConfigError(source, problems)
+    try:
+        config = msgspec.convert(resolved, Config, strict=False)
+    except msgspec.ValidationError as error:
+        raise ConfigError(source, [_msgspec_path(error)]) from None
+    problems = validate(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def decode_json(text: str | bytes, source: str) -> dict[str, Any]:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        raw = msgspec.json.decode(text)
+    except msgspec.DecodeError as error:
+        raise ConfigError(source, [_json_position(text, error)]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["the top level must be a JSON object"])
+    return raw
+
+
+def apply_env_overrides(config: Config, env: dict[str, str]) -> Config:
+    """``PORT`` and ``HOST`` in the environment override the file, as the seed README says."""
+    changes: dict[str, Any] = {}
+    if env.get("HOST"):
+        changes["HOST"] = env["HOST"]
+    if env.get("PORT"):
+        try:
+            changes["PORT"] = int(env["PORT"])
+        except ValueError:
+            raise ConfigError("environment", [f"PORT: not a number: {env['PORT']!r}"]) from None
+    return msgspec.structs.replace(config, **changes) if changes else config
+
+
+def load(path: Path | None = None) -> LoadedConfig:
+    """Load the config at ``path`` (default ``$CONFIG_PATH`` or ``./config.json``).
+
+    A missing file at the default location gives the built-in default (no providers); a missing
+    file that was asked for explicitly is an error.
+    """
+    explicit = path is not None or bool(os.environ.get("CONFIG_PATH"))
+    path = path if path is not None else config_path_from_env()
+    load_dotenv(path)
+    env = dict(os.environ)
+    if not path.exists():
+        if explicit:
+            raise ConfigError(str(path), ["file not found"])
+        return LoadedConfig(apply_env_overrides(Config(), env), None, {})
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from None
+    raw = decode_json(text, str(path))
+    config = parse(raw, str(path), env)
+    return LoadedConfig(apply_env_overrides(config, env), path.resolve(), raw)
