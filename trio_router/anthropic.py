@@ -145,8 +145,9 @@ class Metadata(Struct, omit_defaults=True):
 
 
 class MessagesRequest(Struct, omit_defaults=True):
-    model: str
     messages: list[Message]
+    # Required by /v1/messages (checked there); count_tokens callers often leave it out.
+    model: str = ""
     max_tokens: int | None = None
     system: str | list[TextBlock] | None = None
     stop_sequences: list[str] | None = None
@@ -268,7 +269,7 @@ StreamEvent = (
 
 request_decoder = msgspec.json.Decoder(MessagesRequest)
 response_decoder = msgspec.json.Decoder(MessageResponse)
-event_decoder: msgspec.json.Decoder[StreamEvent] = msgspec.json.Decoder(StreamEvent)  # type: ignore[arg-type]
+event_decoder: msgspec.json.Decoder[StreamEvent] = msgspec.json.Decoder(StreamEvent)
 
 
 def system_text(system: str | list[TextBlock] | None) -> list[str]:

@@ -34,9 +34,9 @@ class RouterRules(Struct, frozen=True, forbid_unknown_fields=True):
     default: str | None = None
     background: str | None = None
     think: str | None = None
-    longContext: str | None = None  # noqa: N815 - the file's own key
-    longContextThreshold: int = 60000  # noqa: N815
-    webSearch: str | None = None  # noqa: N815
+    longContext: str | None = None
+    longContextThreshold: int = 60000
+    webSearch: str | None = None
 
 
 class CustomTransformer(Struct, frozen=True, forbid_unknown_fields=True):
@@ -199,7 +199,9 @@ def validate(config: Config) -> list[str]:
     if config.Providers and config.Router.default is None:
         problems.append("Router.default: required when providers are configured")
     if config.LOG_LEVEL not in LOG_LEVELS:
-        problems.append(f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}, got {config.LOG_LEVEL!r}")
+        problems.append(
+            f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}, got {config.LOG_LEVEL!r}"
+        )
     if not 0 < config.PORT < 65536:
         problems.append(f"PORT: must be between 1 and 65535, got {config.PORT}")
     if config.API_TIMEOUT_MS <= 0:

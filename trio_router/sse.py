@@ -57,7 +57,9 @@ class SSEParser:
         for line in lines:
             if not line:
                 if data:
-                    events.append(SSEEvent(self._event, data[0] if len(data) == 1 else b"\n".join(data)))
+                    events.append(
+                        SSEEvent(self._event, data[0] if len(data) == 1 else b"\n".join(data))
+                    )
                     self._data = data = []
                 self._event = None
                 continue

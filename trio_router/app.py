@@ -1,0 +1,221 @@
+"""The ASGI application: the raw ``/v1/messages`` hot path in front of a Quart-trio app.
+
+``POST /v1/messages`` goes straight to :class:`MessagesHandler`; every other request (health,
+count_tokens, the ``/api`` management endpoints, lifespan) is served by Quart-trio.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from . import __version__, auth, config_store, logs
+from .config import Config, ConfigError, LoadedConfig, load
+from .errors import (
+    InvalidRequestError,
+    NotFoundError,
+    RouterError,
+    error_envelope,
+    error_type_for_status,
+)
+from .logs import logger
+from .messages import MAX_BODY_BYTES, MessagesHandler, decode_request
+from .state import State, data_dir
+from .tokens import count_tokens, encoding
+from .transformers import TransformerConfigError, Transformers
+from .usage import SessionUsage
+
+Scope = MutableMapping[str, Any]
+ASGIMessage = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[ASGIMessage]]
+Send = Callable[[ASGIMessage], Awaitable[None]]
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(data), status=status, content_type="application/json")
+
+
+def _error(error: RouterError) -> Response:
+    response = Response(error.envelope(), status=error.status, content_type="application/json")
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def build_transformers(loaded: LoadedConfig) -> Transformers:
+    """The config's chains; a bad transformer spec is a ConfigError naming the file."""
+    source = str(loaded.path) if loaded.path else "built-in default config"
+    try:
+        return Transformers(loaded.config)
+    except TransformerConfigError as error:
+        raise ConfigError(source, [str(error)]) from None
+
+
+def quart_app(state: State) -> QuartTrio:
+    app = QuartTrio("trio_router")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    api_key = state.config.APIKEY.encode()
+
+    @app.before_serving
+    async def warm_up() -> None:
+        # Load the tokenizer before the first request needs it, off the event loop.
+        await trio.to_thread.run_sync(encoding)
+
+    @app.after_serving
+    async def close_upstream() -> None:
+        await state.upstream.aclose()
+
+    @app.before_request
+    async def check_auth() -> Response | None:
+        if api_key and auth.protected(request.path):
+            headers = [
+                (k.lower().encode(), v.encode("latin-1")) for k, v in request.headers.items()
+            ]
+            try:
+                auth.check(headers, api_key)
+            except RouterError as error:
+                return _error(error)
+        return None
+
+    @app.errorhandler(RouterError)
+    async def router_error(error: RouterError) -> Response:
+        return _error(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        return Response(
+            error_envelope(
+                error_type_for_status(status), f"{error.name}: {request.method} {request.path}"
+            ),
+            status=status,
+            content_type="application/json",
+        )
+
+    @app.route("/", methods=["GET", "HEAD"])
+    async def health() -> Response:
+        return _json(
+            {
+                "status": "ok",
+                "service": "trio-router",
+                "version": __version__,
+                "providers": len(state.config.Providers),
+            }
+        )
+
+    @app.post("/v1/messages/count_tokens")
+    async def count() -> Response:
+        message = decode_request(await request.body)
+        tokens = await trio.to_thread.run_sync(count_tokens, message)
+        return _json({"input_tokens": tokens})
+
+    @app.get("/api/config")
+    async def get_config() -> Response:
+        return _json(config_store.masked(state.loaded.raw))
+
+    @app.post("/api/config")
+    async def post_config() -> Response:
+        path = _config_path(state)
+        body = await request.body
+
+        def check(config: Config) -> None:
+            Transformers(config)
+
+        try:
+            backup, _ = await trio.to_thread.run_sync(
+                config_store.write, path, body, dict(os.environ), check
+            )
+        except ConfigError as error:
+            raise InvalidRequestError("invalid config: " + "; ".join(error.problems)) from None
+        except TransformerConfigError as error:
+            raise InvalidRequestError(f"invalid config: {error}") from None
+        logger.info("config written to %s (backup %s)", path, backup)
+        return _json(
+            {
+                "success": True,
+                "message": (
+                    "Configuration updated successfully. Server restart required to apply changes."
+                ),
+                "backup": str(backup) if backup else None,
+            }
+        )
+
+    @app.post("/api/config/backup")
+    async def post_backup() -> Response:
+        path = _config_path(state)
+        backup = await trio.to_thread.run_sync(config_store.backup, path)
+        if backup is None:
+            raise NotFoundError(f"no config file at {path} to back up")
+        return _json({"success": True, "backup": str(backup)})
+
+    @app.get("/api/transformers")
+    async def get_transformers() -> Response:
+        return _json(state.transformers.describe())
+
+    @app.get("/api/usage")
+    async def usage_total() -> Response:
+        return _json(await state.usage.totals())
+
+    @app.get("/api/usage/sessions")
+    async def usage_sessions() -> Response:
+        return _json({"sessions": await state.usage.sessions()})
+
+    @app.get("/api/usage/sessions/<session>")
+    async def usage_session(session: str) -> Response:
+        found: SessionUsage | None = await state.usage.session(session)
+        if found is None:
+            raise NotFoundError(f"no usage recorded for session {session!r}")
+        return _json(found)
+
+    @app.delete("/api/usage/sessions/<session>")
+    async def usage_delete(session: str) -> Response:
+        if not await state.usage.delete(session):
+            raise NotFoundError(f"no usage recorded for session {session!r}")
+        return _json({"success": True, "sessionId": session})
+
+    return app
+
+
+def _config_path(state: State) -> Path:
+    return state.loaded.path or Path(os.environ.get("CONFIG_PATH") or "config.json").resolve()
+
+
+class RouterApp:
+    """Dispatches the hot path to the raw handler and everything else to Quart."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.messages = MessagesHandler(state)
+        self.quart = quart_app(state)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/v1/messages"
+            and scope["method"] == "POST"
+        ):
+            await self.messages(scope, receive, send)
+        else:
+            await self.quart(scope, receive, send)  # type: ignore[arg-type]
+
+
+def create_app(loaded: LoadedConfig | None = None) -> RouterApp:
+    """The app for one worker; with no argument, the config from ``$CONFIG_PATH``."""
+    if loaded is None:
+        loaded = load()
+    config = loaded.config
+    logs.setup(
+        enabled=config.LOG,
+        level=config.LOG_LEVEL,
+        directory=data_dir(loaded) / "logs",
+        secrets=[config.APIKEY, *(p.api_key for p in config.Providers)],
+    )
+    return RouterApp(State(loaded, build_transformers(loaded)))

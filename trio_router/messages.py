@@ -1,0 +1,336 @@
+"""``POST /v1/messages`` as a raw ASGI handler: the gateway's hot path.
+
+The handler talks to the ASGI server directly instead of going through Quart, because every
+streamed chunk pays for each layer it crosses. Per request the data flows one way: body ->
+route -> chain (hooks + format) -> upstream -> stream translator -> client.
+
+Structured concurrency: the upstream call runs in a nursery beside a task that waits for the
+client's ``http.disconnect``; a disconnect cancels the nursery, which closes the upstream
+response at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+import trio
+
+from . import auth
+from .anthropic import ErrorBody, ErrorEvent, MessagesRequest, request_decoder
+from .errors import InvalidRequestError, RequestTooLargeError, RouterError, TransformerError
+from .logs import logger
+from .providers.base import ProviderFormat, Route, StreamOutput, StreamTranslator, UpstreamRequest
+from .sse import encode_event
+from .state import State
+from .tokens import count_tokens
+from .transformers import Chain
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+BILLING_PREFIX = "x-anthropic-billing-header:"
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_SSE_START: Message = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-cache"),
+        # nginx buffers proxied responses unless told not to; SSE must flow chunk by chunk.
+        (b"x-accel-buffering", b"no"),
+    ],
+}
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+class _Outcome:
+    """What the request log line and the usage store need to know at the end."""
+
+    __slots__ = ("cache_read", "error", "input_tokens", "output_tokens", "route", "status")
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.route: Route | None = None
+        self.input_tokens = self.output_tokens = self.cache_read = 0
+        self.error = ""
+
+
+async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        body = message.get("body", b"")
+        if body:
+            size += len(body)
+            if size > limit:
+                raise RequestTooLargeError(f"request body is larger than {limit} bytes")
+            chunks.append(body)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, extra: dict[str, str] | None = None
+) -> None:
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend((k.encode(), v.encode()) for k, v in extra.items())
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, error: RouterError) -> None:
+    await send_json(send, error.status, error.envelope(), error.headers)
+
+
+def decode_request(body: bytes) -> MessagesRequest:
+    if not body:
+        raise InvalidRequestError("request body is empty: expected a JSON Messages API request")
+    try:
+        return request_decoder.decode(body)
+    except msgspec.ValidationError as error:
+        raise InvalidRequestError(f"invalid request: {error}") from None
+    except msgspec.DecodeError as error:
+        raise InvalidRequestError(f"request body is not valid JSON: {error}") from None
+
+
+def normalize(request: MessagesRequest) -> MessagesRequest:
+    """Drop what only Anthropic's own API understands and no provider should see.
+
+    Claude Code 2.1 sends its billing line as the first system block
+    (``x-anthropic-billing-header: cc_version=...``): metadata, not an instruction.
+    """
+    system = request.system
+    if isinstance(system, list) and any(b.text.startswith(BILLING_PREFIX) for b in system):
+        kept = [b for b in system if not b.text.startswith(BILLING_PREFIX)]
+        return msgspec.structs.replace(request, system=kept or None)
+    if isinstance(system, str) and system.startswith(BILLING_PREFIX):
+        return msgspec.structs.replace(request, system=None)
+    return request
+
+
+def session_id(headers: list[tuple[bytes, bytes]], request: MessagesRequest | None) -> str:
+    """Claude Code's session header, else the session inside ``metadata.user_id``, else
+    ``x-session-id``, else ``default``."""
+    fallback = None
+    for name, value in headers:
+        if name == b"x-claude-code-session-id" and value:
+            return value.decode("latin-1")
+        if name == b"x-session-id" and value:
+            fallback = value.decode("latin-1")
+    if request is not None and request.metadata and request.metadata.user_id:
+        user_id = request.metadata.user_id
+        if user_id.startswith("{"):
+            try:
+                found = msgspec.json.decode(user_id).get("session_id")
+            except (msgspec.DecodeError, AttributeError):
+                found = None
+            if isinstance(found, str) and found:
+                return found
+    return fallback or "default"
+
+
+def _encode_outputs(outputs: list[StreamOutput]) -> bytes:
+    return b"".join(o if type(o) is bytes else encode_event(o) for o in outputs)  # type: ignore[arg-type]
+
+
+async def _watch_disconnect(receive: Receive, cancel_scope: trio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            cancel_scope.cancel()
+            return
+
+
+class MessagesHandler:
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.api_key = state.config.APIKEY.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        outcome = _Outcome()
+        request: MessagesRequest | None = None
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        try:
+            if self.api_key:
+                auth.check(headers, self.api_key)
+            body = await read_body(receive)
+            request = decode_request(body)
+            if not request.model:
+                raise InvalidRequestError("invalid request: `model` is required")
+            await self._handle(request, len(body), receive, send, outcome)
+        except ClientDisconnected:
+            outcome.status = 499
+        except RouterError as error:
+            outcome.status, outcome.error = error.status, error.message
+            await send_error(send, error)
+        finally:
+            await self._finish(scope, headers, request, outcome, started)
+
+    async def _handle(
+        self,
+        request: MessagesRequest,
+        body_size: int,
+        receive: Receive,
+        send: Send,
+        outcome: _Outcome,
+    ) -> None:
+        state = self.state
+        router = state.router
+        # A token is at least one byte, so a body under the threshold cannot be over it.
+        if router.needs_token_count and body_size > router.threshold:
+            # Counting 100k tokens takes tens of ms: off the event loop, other streams flow on.
+            tokens = await trio.to_thread.run_sync(count_tokens, request)
+            route = router.choose(request, lambda: tokens)
+        else:
+            route = router.choose(request, lambda: 0)
+        outcome.route = route
+        chain = state.transformers.for_route(route)
+        request = normalize(request)
+        try:
+            upstream_request = chain.build_request(request, route)
+        except RouterError:
+            raise
+        except Exception as error:
+            raise _transformer_failure(chain.names, error) from error
+        fmt = chain.format
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+            try:
+                if request.stream:
+                    await self._stream(request, route, fmt, upstream_request, send, outcome)
+                else:
+                    await self._complete(request, route, chain, upstream_request, send, outcome)
+            finally:
+                nursery.cancel_scope.cancel()
+        if nursery.cancel_scope.cancelled_caught and outcome.status == 200:
+            outcome.status = 499
+
+    async def _stream(
+        self,
+        request: MessagesRequest,
+        route: Route,
+        fmt: ProviderFormat,
+        upstream_request: UpstreamRequest,
+        send: Send,
+        outcome: _Outcome,
+    ) -> None:
+        translator: StreamTranslator = fmt.stream_translator(request, route)
+        started = False
+        try:
+            async with self.state.upstream.open(
+                upstream_request, route.provider.name, fmt
+            ) as response:
+                await send(_SSE_START)
+                started = True
+                feed = translator.feed
+                message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
+                async for chunk in response.aiter_raw():
+                    outputs = feed(chunk)
+                    if outputs:
+                        message["body"] = _encode_outputs(outputs)
+                        await send(message)
+                tail = translator.close()
+            await send({"type": "http.response.body", "body": _encode_outputs(tail)})
+        except RouterError as error:
+            if not started:
+                raise
+            outcome.error = error.message
+            event = ErrorEvent(ErrorBody(error.error_type, error.message))
+            await send({"type": "http.response.body", "body": encode_event(event)})
+        except Exception as error:
+            if not started:
+                raise _transformer_failure([fmt.name], error) from error
+            logger.exception("stream translation failed")
+            event = ErrorEvent(ErrorBody("api_error", f"stream translation failed: {error}"))
+            await send({"type": "http.response.body", "body": encode_event(event)})
+        finally:
+            usage = translator.usage
+            outcome.input_tokens = usage.input_tokens
+            outcome.output_tokens = usage.output_tokens
+            outcome.cache_read = usage.cache_read_input_tokens or 0
+
+    async def _complete(
+        self,
+        request: MessagesRequest,
+        route: Route,
+        chain: Chain,
+        upstream_request: UpstreamRequest,
+        send: Send,
+        outcome: _Outcome,
+    ) -> None:
+        fmt: ProviderFormat = chain.format
+        async with self.state.upstream.open(upstream_request, route.provider.name, fmt) as response:
+            body = await response.aread()
+        try:
+            message = chain.finish_response(fmt.parse_response(body, route), route)
+        except RouterError:
+            raise
+        except Exception as error:
+            raise _transformer_failure(chain.names, error) from error
+        usage = message.usage
+        outcome.input_tokens = usage.input_tokens
+        outcome.output_tokens = usage.output_tokens
+        outcome.cache_read = usage.cache_read_input_tokens or 0
+        await send_json(send, 200, msgspec.json.encode(message))
+
+    async def _finish(
+        self,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+        request: MessagesRequest | None,
+        outcome: _Outcome,
+        started: float,
+    ) -> None:
+        route = outcome.route
+        session = session_id(headers, request)
+        with trio.CancelScope(shield=True):
+            if route is not None and (outcome.input_tokens or outcome.output_tokens):
+                try:
+                    await self.state.usage.add(
+                        session,
+                        route.provider.name,
+                        outcome.input_tokens,
+                        outcome.output_tokens,
+                        outcome.cache_read,
+                    )
+                except Exception:
+                    logger.exception("could not record usage for session %s", session)
+        logger.info(
+            "%s %s %d route=%s provider=%s model=%s session=%s stream=%s in=%d out=%d %.1fms%s",
+            scope["method"],
+            scope["path"],
+            outcome.status,
+            route.reason if route else "-",
+            route.provider.name if route else "-",
+            route.model if route else "-",
+            session,
+            "yes" if request is not None and request.stream else "no",
+            outcome.input_tokens,
+            outcome.output_tokens,
+            (time.perf_counter() - started) * 1000,
+            f" error={outcome.error!r}" if outcome.error else "",
+        )
+
+
+def _transformer_failure(names: list[str], error: Exception) -> TransformerError:
+    logger.exception("transformer %s failed", ",".join(names))
+    return TransformerError(
+        f"transformer {'/'.join(names)} failed: {type(error).__name__}: {error}",
+        status=500,
+        error_type="api_error",
+    )

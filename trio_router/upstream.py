@@ -1,0 +1,86 @@
+"""The HTTP client side: one pooled httpx client per worker, and upstream failures as RouterErrors.
+
+httpx runs on trio through anyio. The caller opens a response inside its own nursery's cancel
+scope, so cancelling that scope (a client disconnect) closes the upstream connection at once:
+httpx drops a connection whose response was not read to the end instead of returning it to the
+pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from .errors import UpstreamError, error_type_for_status
+from .providers.base import ProviderFormat, UpstreamRequest
+
+# Headers of an upstream error worth handing to the client: when it may retry.
+_PASSED_ERROR_HEADERS = ("retry-after", "retry-after-ms")
+
+
+class Upstream:
+    def __init__(self, timeout_ms: int) -> None:
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_ms / 1000, connect=30.0),
+            # A shared gateway holds one upstream connection per concurrent stream.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    @asynccontextmanager
+    async def open(
+        self, request: UpstreamRequest, provider: str, fmt: ProviderFormat
+    ) -> AsyncIterator[httpx.Response]:
+        """A response with a 2xx status whose body is not read yet.
+
+        An error status, a connection failure or a timeout, and a read failure in the body
+        (while the caller iterates inside the ``async with``) all raise :class:`UpstreamError`.
+        """
+        try:
+            async with self.client.stream(
+                request.method, request.url, headers=request.headers, content=request.body
+            ) as response:
+                if response.status_code >= 400:
+                    body = await response.aread()
+                    raise _status_error(response, body, provider, fmt)
+                yield response
+        except httpx.TimeoutException as error:
+            raise UpstreamError(
+                f"provider {provider!r} timed out ({type(error).__name__})",
+                status=504,
+                error_type="api_error",
+            ) from None
+        except httpx.ConnectError as error:
+            raise UpstreamError(
+                f"cannot connect to provider {provider!r} at {request.url}: {error}",
+                status=502,
+                error_type="api_error",
+            ) from None
+        except httpx.HTTPError as error:
+            raise UpstreamError(
+                f"connection to provider {provider!r} failed: {type(error).__name__}: {error}",
+                status=502,
+                error_type="api_error",
+            ) from None
+
+
+def _status_error(
+    response: httpx.Response, body: bytes, provider: str, fmt: ProviderFormat
+) -> UpstreamError:
+    status = response.status_code
+    headers = {
+        name: response.headers[name] for name in _PASSED_ERROR_HEADERS if name in response.headers
+    }
+    message = fmt.error_message(status, body)
+    return UpstreamError(
+        f"provider {provider!r} answered {status}: {message}",
+        status=status,
+        error_type=error_type_for_status(status),
+        headers=headers,
+    )
