@@ -146,13 +146,14 @@ def interpolate(value: Any, env: dict[str, str], where: str, problems: list[str]
 
 
 def _json_position(text: str, error: msgspec.DecodeError) -> str:
-    match = re.search(r"char (\d+)", str(error))
+    """msgspec says ``JSON is malformed: ... (byte 32)``; people want a line and column."""
+    match = re.search(r"\((?:byte|char) (\d+)\)", str(error))
+    reason = re.sub(r"\s*\((?:byte|char) \d+\)", "", str(error))
     if not match:
-        return str(error)
-    offset = int(match.group(1))
+        return f"invalid JSON: {reason}"
+    offset = len(text.encode()[: int(match.group(1))].decode("utf-8", "ignore"))
     line = text.count("\n", 0, offset) + 1
     column = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    reason = str(error).split(" - at", 1)[0].split(" (char", 1)[0]
     return f"invalid JSON at line {line}, column {column}: {reason}"
 
 

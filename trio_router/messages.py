@@ -56,10 +56,19 @@ class ClientDisconnected(Exception):
 class _Outcome:
     """What the request log line and the usage store need to know at the end."""
 
-    __slots__ = ("cache_read", "error", "input_tokens", "output_tokens", "route", "status")
+    __slots__ = (
+        "cache_read",
+        "error",
+        "input_tokens",
+        "output_tokens",
+        "route",
+        "started",
+        "status",
+    )
 
     def __init__(self) -> None:
         self.status = 200
+        self.started = False  # response headers sent: errors now go in the body
         self.route: Route | None = None
         self.input_tokens = self.output_tokens = self.cache_read = 0
         self.error = ""
@@ -147,10 +156,13 @@ def _encode_outputs(outputs: list[StreamOutput]) -> bytes:
     return b"".join(o if type(o) is bytes else encode_event(o) for o in outputs)  # type: ignore[arg-type]
 
 
-async def _watch_disconnect(receive: Receive, cancel_scope: trio.CancelScope) -> None:
+async def _watch_disconnect(
+    receive: Receive, cancel_scope: trio.CancelScope, outcome: _Outcome
+) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            outcome.status = 499  # nginx's code for "client closed request"
             cancel_scope.cancel()
             return
 
@@ -177,7 +189,13 @@ class MessagesHandler:
             outcome.status = 499
         except RouterError as error:
             outcome.status, outcome.error = error.status, error.message
-            await send_error(send, error)
+            if not outcome.started:
+                await send_error(send, error)
+        except Exception as error:
+            logger.exception("unexpected error in /v1/messages")
+            outcome.status, outcome.error = 500, f"{type(error).__name__}: {error}"
+            if not outcome.started:
+                await send_error(send, RouterError(f"internal error: {outcome.error}"))
         finally:
             await self._finish(scope, headers, request, outcome, started)
 
@@ -208,17 +226,21 @@ class MessagesHandler:
         except Exception as error:
             raise _transformer_failure(chain.names, error) from error
         fmt = chain.format
+        failure: RouterError | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope, outcome)
             try:
                 if request.stream:
                     await self._stream(request, route, fmt, upstream_request, send, outcome)
                 else:
                     await self._complete(request, route, chain, upstream_request, send, outcome)
+            except RouterError as error:
+                # Raised from here it would leave the nursery wrapped in an ExceptionGroup.
+                failure = error
             finally:
                 nursery.cancel_scope.cancel()
-        if nursery.cancel_scope.cancelled_caught and outcome.status == 200:
-            outcome.status = 499
+        if failure is not None:
+            raise failure
 
     async def _stream(
         self,
@@ -236,7 +258,7 @@ class MessagesHandler:
                 upstream_request, route.provider.name, fmt
             ) as response:
                 await send(_SSE_START)
-                started = True
+                started = outcome.started = True
                 feed = translator.feed
                 message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
                 async for chunk in response.aiter_raw():
@@ -286,6 +308,7 @@ class MessagesHandler:
         outcome.input_tokens = usage.input_tokens
         outcome.output_tokens = usage.output_tokens
         outcome.cache_read = usage.cache_read_input_tokens or 0
+        outcome.started = True
         await send_json(send, 200, msgspec.json.encode(message))
 
     async def _finish(
