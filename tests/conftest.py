@@ -144,7 +144,9 @@ def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 20
 def router_process(tmp_path: Path) -> Iterator[Callable[..., RouterProcess]]:
     started: list[subprocess.Popen[str]] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, port: int | None = None) -> RouterProcess:
+    def start(
+        *args: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> RouterProcess:
         port = port or free_port()
         full_env = {k: v for k, v in os.environ.items() if k not in ("CONFIG_PATH", "HOST")}
         full_env.update({"PORT": str(port), **(env or {})})

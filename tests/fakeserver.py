@@ -104,7 +104,9 @@ class FakeServer:
         finally:
             await stream.aclose()
 
-    async def _read_request(self, conn: h11.Connection, stream: trio.SocketStream) -> Request | None:
+    async def _read_request(
+        self, conn: h11.Connection, stream: trio.SocketStream
+    ) -> Request | None:
         head: h11.Request | None = None
         body = bytearray()
         while True:

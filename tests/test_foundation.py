@@ -36,7 +36,9 @@ def compact(value: Any) -> str:
 
 def png(width: int, height: int) -> str:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     raw = b"".join(b"\x00" + b"\x00" * width * 3 for _ in range(height))
     data = (
@@ -207,7 +209,10 @@ async def test_count_tokens_matches_tiktoken(start_router: StartRouter) -> None:
         response = await client.post("/v1/messages/count_tokens", json=body)
         plain = await client.post(
             "/v1/messages/count_tokens",
-            json={"system": "Be brief.", "messages": [{"role": "user", "content": "Hello, world!"}]},
+            json={
+                "system": "Be brief.",
+                "messages": [{"role": "user", "content": "Hello, world!"}],
+            },
         )
     assert response.status_code == 200
     assert response.json() == {"input_tokens": expected}
@@ -226,7 +231,9 @@ async def test_count_tokens_estimates_images_from_their_size(start_router: Start
         "content": [{"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}}],
     }
     async with router.client() as client:
-        small = await client.post("/v1/messages/count_tokens", json={"messages": [image(png(100, 75))]})
+        small = await client.post(
+            "/v1/messages/count_tokens", json={"messages": [image(png(100, 75))]}
+        )
         large = await client.post(
             "/v1/messages/count_tokens", json={"messages": [image(png(2000, 2000))]}
         )
@@ -321,7 +328,9 @@ def test_check_config_reports_each_problem_with_its_place(
     assert "Traceback" not in output
 
 
-def test_check_config_accepts_a_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_accepts_a_good_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = {"Providers": [PROVIDER], "Router": {"default": "p,m1"}}
     code, output = _check(tmp_path, json.dumps(good), capsys)
     assert code == 0
@@ -380,7 +389,9 @@ def test_env_interpolation_and_dotenv(tmp_path: Path, monkeypatch: pytest.Monkey
     assert loaded.raw["Providers"][0]["api_key"] == "$TRIO_ROUTER_TEST_KEY"
 
 
-def test_port_and_host_env_override_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_port_and_host_env_override_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"PORT": 1111, "HOST": "127.0.0.1"}))
     monkeypatch.setenv("PORT", "2222")

@@ -149,9 +149,12 @@ def _json_position(text: str, error: msgspec.DecodeError) -> str:
     """msgspec says ``JSON is malformed: ... (byte 32)``; people want a line and column."""
     match = re.search(r"\((?:byte|char) (\d+)\)", str(error))
     reason = re.sub(r"\s*\((?:byte|char) \d+\)", "", str(error))
-    if not match:
+    if match:
+        offset = len(text.encode()[: int(match.group(1))].decode("utf-8", "ignore"))
+    elif "truncated" in reason:
+        offset = len(text)
+    else:
         return f"invalid JSON: {reason}"
-    offset = len(text.encode()[: int(match.group(1))].decode("utf-8", "ignore"))
     line = text.count("\n", 0, offset) + 1
     column = offset - (text.rfind("\n", 0, offset) + 1) + 1
     return f"invalid JSON at line {line}, column {column}: {reason}"

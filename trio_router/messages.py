@@ -58,6 +58,7 @@ class _Outcome:
 
     __slots__ = (
         "cache_read",
+        "complete",
         "error",
         "input_tokens",
         "output_tokens",
@@ -69,6 +70,7 @@ class _Outcome:
     def __init__(self) -> None:
         self.status = 200
         self.started = False  # response headers sent: errors now go in the body
+        self.complete = False  # the last byte of the response is being sent
         self.route: Route | None = None
         self.input_tokens = self.output_tokens = self.cache_read = 0
         self.error = ""
@@ -162,8 +164,10 @@ async def _watch_disconnect(
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            outcome.status = 499  # nginx's code for "client closed request"
-            cancel_scope.cancel()
+            # The server also says so once a response is complete: not the client leaving.
+            if not outcome.complete:
+                outcome.status = 499  # nginx's code for "client closed request"
+                cancel_scope.cancel()
             return
 
 
@@ -267,18 +271,21 @@ class MessagesHandler:
                         message["body"] = _encode_outputs(outputs)
                         await send(message)
                 tail = translator.close()
+            outcome.complete = True
             await send({"type": "http.response.body", "body": _encode_outputs(tail)})
         except RouterError as error:
             if not started:
                 raise
             outcome.error = error.message
             event = ErrorEvent(ErrorBody(error.error_type, error.message))
+            outcome.complete = True
             await send({"type": "http.response.body", "body": encode_event(event)})
         except Exception as error:
             if not started:
                 raise _transformer_failure([fmt.name], error) from error
             logger.exception("stream translation failed")
             event = ErrorEvent(ErrorBody("api_error", f"stream translation failed: {error}"))
+            outcome.complete = True
             await send({"type": "http.response.body", "body": encode_event(event)})
         finally:
             usage = translator.usage
@@ -308,7 +315,7 @@ class MessagesHandler:
         outcome.input_tokens = usage.input_tokens
         outcome.output_tokens = usage.output_tokens
         outcome.cache_read = usage.cache_read_input_tokens or 0
-        outcome.started = True
+        outcome.started = outcome.complete = True
         await send_json(send, 200, msgspec.json.encode(message))
 
     async def _finish(
