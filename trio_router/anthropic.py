@@ -228,7 +228,8 @@ class MessageDeltaBody(Struct):
 
 
 class DeltaUsage(Struct, omit_defaults=True):
-    output_tokens: int = 0
+    # Required, so that a count of 0 is still sent: the SDK reads it unconditionally.
+    output_tokens: int
     input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None

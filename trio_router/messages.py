@@ -25,6 +25,7 @@ from .logs import logger
 from .providers.base import ProviderFormat, Route, StreamOutput, StreamTranslator, UpstreamRequest
 from .sse import encode_event
 from .state import State
+from .upstream import upstream_chunks
 from .tokens import count_tokens
 from .transformers import Chain
 
@@ -188,7 +189,7 @@ class MessagesHandler:
             request = decode_request(body)
             if not request.model:
                 raise InvalidRequestError("invalid request: `model` is required")
-            await self._handle(request, len(body), receive, send, outcome)
+            await self._handle(request, body, receive, send, outcome)
         except ClientDisconnected:
             outcome.status = 499
         except RouterError as error:
@@ -206,7 +207,7 @@ class MessagesHandler:
     async def _handle(
         self,
         request: MessagesRequest,
-        body_size: int,
+        body: bytes,
         receive: Receive,
         send: Send,
         outcome: _Outcome,
@@ -214,7 +215,7 @@ class MessagesHandler:
         state = self.state
         router = state.router
         # A token is at least one byte, so a body under the threshold cannot be over it.
-        if router.needs_token_count and body_size > router.threshold:
+        if router.needs_token_count and len(body) > router.threshold:
             # Counting 100k tokens takes tens of ms: off the event loop, other streams flow on.
             tokens = await trio.to_thread.run_sync(count_tokens, request)
             route = router.choose(request, lambda: tokens)
@@ -224,7 +225,7 @@ class MessagesHandler:
         chain = state.transformers.for_route(route)
         request = normalize(request)
         try:
-            upstream_request = chain.build_request(request, route)
+            upstream_request = chain.build_request(request, route, body)
         except RouterError:
             raise
         except Exception as error:
@@ -265,7 +266,7 @@ class MessagesHandler:
                 started = outcome.started = True
                 feed = translator.feed
                 message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
-                async for chunk in response.aiter_raw():
+                async for chunk in upstream_chunks(response):
                     outputs = feed(chunk)
                     if outputs:
                         message["body"] = _encode_outputs(outputs)
@@ -305,18 +306,22 @@ class MessagesHandler:
         fmt: ProviderFormat = chain.format
         async with self.state.upstream.open(upstream_request, route.provider.name, fmt) as response:
             body = await response.aread()
+        raw_usage = getattr(fmt, "response_usage", None)
         try:
-            message = chain.finish_response(fmt.parse_response(body, route), route)
+            if raw_usage is not None:
+                usage, answer = raw_usage(body), body
+            else:
+                message = chain.finish_response(fmt.parse_response(body, route), route)
+                usage, answer = message.usage, msgspec.json.encode(message)
         except RouterError:
             raise
         except Exception as error:
             raise _transformer_failure(chain.names, error) from error
-        usage = message.usage
         outcome.input_tokens = usage.input_tokens
         outcome.output_tokens = usage.output_tokens
         outcome.cache_read = usage.cache_read_input_tokens or 0
         outcome.started = outcome.complete = True
-        await send_json(send, 200, msgspec.json.encode(message))
+        await send_json(send, 200, answer)
 
     async def _finish(
         self,

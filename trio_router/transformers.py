@@ -66,10 +66,15 @@ class Chain:
             h.transform_response for h in hooks if _overrides(h, "transform_response")
         ]
 
-    def build_request(self, request: MessagesRequest, route: Route) -> UpstreamRequest:
-        for hook in self._request:
-            request = hook(request, route)
-        upstream = self.format.build_request(request, route)
+    def build_request(self, request: MessagesRequest, route: Route, body: bytes) -> UpstreamRequest:
+        """``body`` is the client's raw request: a passthrough format forwards it whole."""
+        from_body = getattr(self.format, "build_request_from_body", None)
+        if from_body is not None and not self._request:
+            upstream: UpstreamRequest = from_body(body, route)
+        else:
+            for hook in self._request:
+                request = hook(request, route)
+            upstream = self.format.build_request(request, route)
         for upstream_hook in self._upstream:
             upstream = upstream_hook(upstream, route)
         return upstream
@@ -161,7 +166,11 @@ class Transformers:
             names.append(name)
         if format_name not in names:
             names.append(format_name)
-        return Chain(_load_format(format_name)(format_options), hooks, names)
+        try:
+            fmt = _load_format(format_name)(format_options)
+        except ValueError as error:
+            raise TransformerConfigError(f"{where}: {error}") from None
+        return Chain(fmt, hooks, names)
 
     def for_route(self, route: Route) -> Chain:
         chains = self._chains

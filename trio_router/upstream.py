@@ -28,6 +28,9 @@ class Upstream:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
             follow_redirects=False,
             trust_env=False,
+            # Undecoded bytes are cheapest per chunk; a provider that compresses anyway is
+            # decoded by upstream_chunks.
+            headers={"accept-encoding": "identity"},
         )
 
     async def aclose(self) -> None:
@@ -68,6 +71,13 @@ class Upstream:
                 status=502,
                 error_type="api_error",
             ) from None
+
+
+def upstream_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as it arrives: raw bytes, unless the provider compressed it after all."""
+    if response.headers.get("content-encoding", "identity") == "identity":
+        return response.aiter_raw()
+    return response.aiter_bytes()
 
 
 def _status_error(
