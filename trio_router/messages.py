@@ -25,9 +25,9 @@ from .logs import logger
 from .providers.base import ProviderFormat, Route, StreamOutput, StreamTranslator, UpstreamRequest
 from .sse import encode_event
 from .state import State
-from .upstream import upstream_chunks
 from .tokens import count_tokens
 from .transformers import Chain
+from .upstream import upstream_chunks
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
