@@ -54,7 +54,7 @@ def build_transformers(loaded: LoadedConfig) -> Transformers:
     """The config's chains; a bad transformer spec is a ConfigError naming the file."""
     source = str(loaded.path) if loaded.path else "built-in default config"
     try:
-        return Transformers(loaded.config)
+        return Transformers(loaded.config, data_dir(loaded))
     except TransformerConfigError as error:
         raise ConfigError(source, [str(error)]) from None
 
@@ -127,7 +127,7 @@ def quart_app(state: State) -> QuartTrio:
         body = await request.body
 
         def check(config: Config) -> None:
-            Transformers(config)
+            Transformers(config, path.parent)
 
         try:
             backup, _ = await trio.to_thread.run_sync(

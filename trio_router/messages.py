@@ -20,13 +20,13 @@ import trio
 
 from . import auth
 from .anthropic import ErrorBody, ErrorEvent, MessagesRequest, request_decoder
-from .errors import InvalidRequestError, RequestTooLargeError, RouterError, TransformerError
+from .errors import InvalidRequestError, RequestTooLargeError, RouterError
 from .logs import logger
-from .providers.base import ProviderFormat, Route, StreamOutput, StreamTranslator, UpstreamRequest
+from .providers.base import Route, StreamOutput, StreamTranslator, UpstreamRequest
 from .sse import encode_event
 from .state import State
 from .tokens import count_tokens
-from .transformers import Chain
+from .transformers import Chain, transformer_failure
 from .upstream import upstream_chunks
 
 Scope = MutableMapping[str, Any]
@@ -224,21 +224,15 @@ class MessagesHandler:
         outcome.route = route
         chain = state.transformers.for_route(route)
         request = normalize(request)
-        try:
-            upstream_request = chain.build_request(request, route, body)
-        except RouterError:
-            raise
-        except Exception as error:
-            raise _transformer_failure(chain.names, error) from error
-        fmt = chain.format
+        upstream_request = chain.build_request(request, route, body)
         failure: RouterError | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope, outcome)
             try:
                 if request.stream:
-                    await self._stream(request, route, fmt, upstream_request, send, outcome)
+                    await self._stream(request, route, chain, upstream_request, send, outcome)
                 else:
-                    await self._complete(request, route, chain, upstream_request, send, outcome)
+                    await self._complete(route, chain, upstream_request, send, outcome)
             except RouterError as error:
                 # Raised from here it would leave the nursery wrapped in an ExceptionGroup.
                 failure = error
@@ -251,43 +245,48 @@ class MessagesHandler:
         self,
         request: MessagesRequest,
         route: Route,
-        fmt: ProviderFormat,
+        chain: Chain,
         upstream_request: UpstreamRequest,
         send: Send,
         outcome: _Outcome,
     ) -> None:
-        translator: StreamTranslator = fmt.stream_translator(request, route)
-        started = False
+        fmt = chain.format
+        try:
+            translator: StreamTranslator = fmt.stream_translator(request, route)
+        except Exception as error:
+            raise transformer_failure(fmt.name, error) from error
+        event_hooks = chain.transform_events if chain.has_event_hooks else None
         try:
             async with self.state.upstream.open(
                 upstream_request, route.provider.name, fmt
             ) as response:
                 await send(_SSE_START)
-                started = outcome.started = True
+                outcome.started = True
                 feed = translator.feed
                 message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
                 async for chunk in upstream_chunks(response):
                     outputs = feed(chunk)
+                    if event_hooks is not None:
+                        outputs = event_hooks(outputs, route)
                     if outputs:
                         message["body"] = _encode_outputs(outputs)
                         await send(message)
                 tail = translator.close()
+                if event_hooks is not None:
+                    tail = event_hooks(tail, route)
             outcome.complete = True
             await send({"type": "http.response.body", "body": _encode_outputs(tail)})
-        except RouterError as error:
-            if not started:
-                raise
-            outcome.error = error.message
-            event = ErrorEvent(ErrorBody(error.error_type, error.message))
-            outcome.complete = True
-            await send({"type": "http.response.body", "body": encode_event(event)})
         except Exception as error:
-            if not started:
-                raise _transformer_failure([fmt.name], error) from error
-            logger.exception("stream translation failed")
-            event = ErrorEvent(ErrorBody("api_error", f"stream translation failed: {error}"))
+            if not outcome.started:
+                raise
+            if isinstance(error, RouterError):
+                body = ErrorBody(error.error_type, error.message)
+            else:
+                logger.exception("stream translation failed (%s)", fmt.name)
+                body = ErrorBody("api_error", f"transformer {fmt.name!r} failed: {error}")
+            outcome.error = body.message
             outcome.complete = True
-            await send({"type": "http.response.body", "body": encode_event(event)})
+            await send({"type": "http.response.body", "body": encode_event(ErrorEvent(body))})
         finally:
             usage = translator.usage
             outcome.input_tokens = usage.input_tokens
@@ -296,27 +295,22 @@ class MessagesHandler:
 
     async def _complete(
         self,
-        request: MessagesRequest,
         route: Route,
         chain: Chain,
         upstream_request: UpstreamRequest,
         send: Send,
         outcome: _Outcome,
     ) -> None:
-        fmt: ProviderFormat = chain.format
+        fmt = chain.format
         async with self.state.upstream.open(upstream_request, route.provider.name, fmt) as response:
             body = await response.aread()
         raw_usage = getattr(fmt, "response_usage", None)
-        try:
-            if raw_usage is not None:
-                usage, answer = raw_usage(body), body
-            else:
-                message = chain.finish_response(fmt.parse_response(body, route), route)
-                usage, answer = message.usage, msgspec.json.encode(message)
-        except RouterError:
-            raise
-        except Exception as error:
-            raise _transformer_failure(chain.names, error) from error
+        if raw_usage is not None and not chain.has_response_hooks:
+            # A passthrough answer goes back as it came, every field kept.
+            usage, answer = raw_usage(body), body
+        else:
+            message = chain.parse_response(body, route)
+            usage, answer = message.usage, msgspec.json.encode(message)
         outcome.input_tokens = usage.input_tokens
         outcome.output_tokens = usage.output_tokens
         outcome.cache_read = usage.cache_read_input_tokens or 0
@@ -360,12 +354,3 @@ class MessagesHandler:
             (time.perf_counter() - started) * 1000,
             f" error={outcome.error!r}" if outcome.error else "",
         )
-
-
-def _transformer_failure(names: list[str], error: Exception) -> TransformerError:
-    logger.exception("transformer %s failed", ",".join(names))
-    return TransformerError(
-        f"transformer {'/'.join(names)} failed: {type(error).__name__}: {error}",
-        status=500,
-        error_type="api_error",
-    )

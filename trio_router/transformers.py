@@ -1,21 +1,29 @@
-"""Transformer registry and per-provider chains.
+"""Transformer registry, custom transformers loaded from files, and per-provider chains.
 
 A provider's ``transformer`` config is ``{"use": [name | [name, {options}], ...]}`` with optional
 per-model overrides (``{"use": [...], "some-model": {"use": [...]}}``). Exactly one entry of a
 chain is a *format* (openrouter/openai, deepseek, gemini, anthropic), which decides the wire
-format; with none named, ``openrouter`` is used. The other entries are request/response hooks
-applied in order around it. Chains are built once at start-up, so an unknown name fails there.
+format; with none named, ``openrouter`` is used, and a per-model chain without one keeps the
+provider's. The other entries are hooks (:class:`hooks.Transformer`) applied in order around
+the format. Chains are built once at start-up, so an unknown name or a bad option fails there.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from .anthropic import MessageResponse, MessagesRequest
-from .config import Config, Provider
-from .providers.base import ProviderFormat, Route, UpstreamRequest
+from .anthropic import MessageResponse, MessagesRequest, StreamEvent
+from .config import Config, CustomTransformer, Provider
+from .errors import RouterError, TransformerError
+from .hooks import BUILTIN_HOOKS, HOOK_METHODS, Transformer, overrides
+from .logs import logger
+from .providers.base import ProviderFormat, Route, StreamOutput, UpstreamRequest
 
 FormatFactory = Callable[[dict[str, Any]], ProviderFormat]
 
@@ -29,65 +37,86 @@ BUILTIN_FORMATS: dict[str, tuple[str, str]] = {
 }
 DEFAULT_FORMAT = "openrouter"
 
-
-class Transformer:
-    """Base of hook transformers; a subclass overrides only the hooks it needs."""
-
-    name = ""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-
-    def transform_request(self, request: MessagesRequest, route: Route) -> MessagesRequest:
-        return request
-
-    def transform_upstream(self, upstream: UpstreamRequest, route: Route) -> UpstreamRequest:
-        return upstream
-
-    def transform_response(self, response: MessageResponse, route: Route) -> MessageResponse:
-        return response
+Entry = tuple[str, dict[str, Any]]
 
 
 class TransformerConfigError(Exception):
     pass
 
 
+def transformer_failure(name: str, error: Exception) -> TransformerError:
+    logger.exception("transformer %s failed", name)
+    return TransformerError(
+        f"transformer {name!r} failed: {type(error).__name__}: {error}",
+        status=500,
+        error_type="api_error",
+    )
+
+
 class Chain:
-    """One provider's (or model's) format plus the hooks that wrap it."""
+    """One provider's (or model's) format plus the hooks that wrap it.
+
+    An exception inside a hook becomes a 500 ``api_error`` naming that hook; the server serves on.
+    """
 
     def __init__(self, fmt: ProviderFormat, hooks: list[Transformer], names: list[str]) -> None:
         self.format = fmt
         self.names = names
-        self._request = [h.transform_request for h in hooks if _overrides(h, "transform_request")]
-        self._upstream = [
-            h.transform_upstream for h in hooks if _overrides(h, "transform_upstream")
-        ]
-        self._response = [
-            h.transform_response for h in hooks if _overrides(h, "transform_response")
-        ]
+
+        def bound(method: str) -> list[tuple[str, Any]]:
+            return [(h.name, getattr(h, method)) for h in hooks if overrides(type(h), method)]
+
+        self._request = bound("transform_request")
+        self._upstream = bound("transform_upstream")
+        self._response = bound("transform_response")
+        self._event = bound("transform_event")
+        # Only a chain with an event hook pays for one on each streamed chunk.
+        self.has_event_hooks = bool(self._event)
+        self.has_response_hooks = bool(self._response)
 
     def build_request(self, request: MessagesRequest, route: Route, body: bytes) -> UpstreamRequest:
         """``body`` is the client's raw request: a passthrough format forwards it whole."""
         from_body = getattr(self.format, "build_request_from_body", None)
         if from_body is not None and not self._request:
-            upstream: UpstreamRequest = from_body(body, route)
+            upstream: UpstreamRequest = self._format_call(from_body, body, route)
         else:
-            for hook in self._request:
-                request = hook(request, route)
-            upstream = self.format.build_request(request, route)
-        for upstream_hook in self._upstream:
-            upstream = upstream_hook(upstream, route)
+            for name, hook in self._request:
+                request = _call(name, hook, request, route)
+            upstream = self._format_call(self.format.build_request, request, route)
+        for name, upstream_hook in self._upstream:
+            upstream = _call(name, upstream_hook, upstream, route)
         return upstream
 
-    def finish_response(self, response: MessageResponse, route: Route) -> MessageResponse:
-        for hook in self._response:
-            response = hook(response, route)
+    def parse_response(self, body: bytes, route: Route) -> MessageResponse:
+        response: MessageResponse = self._format_call(self.format.parse_response, body, route)
+        for name, hook in self._response:
+            response = _call(name, hook, response, route)
         return response
 
+    def transform_events(self, outputs: list[StreamOutput], route: Route) -> list[StreamOutput]:
+        for name, hook in self._event:
+            kept: list[StreamOutput] = []
+            for output in outputs:
+                if isinstance(output, bytes):
+                    kept.append(output)
+                    continue
+                event: StreamEvent | None = _call(name, hook, output, route)
+                if event is not None:
+                    kept.append(event)
+            outputs = kept
+        return outputs
 
-def _overrides(hook: Transformer, method: str) -> bool:
-    """Only hooks a transformer really implements run; the base ones would just cost time."""
-    return getattr(type(hook), method) is not getattr(Transformer, method)
+    def _format_call(self, method: Callable[..., Any], *args: Any) -> Any:
+        return _call(self.format.name, method, *args)
+
+
+def _call(name: str, method: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return method(*args)
+    except RouterError:
+        raise
+    except Exception as error:
+        raise transformer_failure(name, error) from error
 
 
 def _load_format(name: str) -> FormatFactory:
@@ -96,10 +125,10 @@ def _load_format(name: str) -> FormatFactory:
     return factory
 
 
-def _entries(spec: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
+def _entries(spec: Any, where: str) -> list[Entry]:
     if not isinstance(spec, dict) or not isinstance(spec.get("use", []), list):
         raise TransformerConfigError(f'{where}: expected {{"use": [...]}}')
-    entries: list[tuple[str, dict[str, Any]]] = []
+    entries: list[Entry] = []
     for i, item in enumerate(spec.get("use", [])):
         if isinstance(item, str):
             entries.append((item, {}))
@@ -117,11 +146,75 @@ def _entries(spec: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
     return entries
 
 
+def load_custom(spec: CustomTransformer, where: str, base: Path) -> type[Transformer]:
+    """The transformer class defined in ``spec.path`` (relative paths: to the config's folder).
+
+    The file defines one class with a ``name`` and one or more of the hook methods; it may
+    subclass :class:`hooks.Transformer`, and if it does not, it is given that base so that the
+    hooks it leaves out do nothing.
+    """
+    path = (base / Path(spec.path).expanduser()).resolve()
+    if not path.is_file():
+        raise TransformerConfigError(f"{where}.path: {path}: file not found")
+    module_name = f"trio_router_custom_{path.stem}_{abs(hash(str(path)))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise TransformerConfigError(f"{where}.path: {path}: not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:
+        sys.modules.pop(module_name, None)
+        raise TransformerConfigError(
+            f"{where}.path: {path}: import failed: {type(error).__name__}: {error}"
+        ) from None
+    classes: list[type[Any]] = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and obj.__module__ == module_name
+    ]
+    candidates = [c for c in classes if isinstance(getattr(c, "name", None), str) and c.name]
+    if len(candidates) != 1:
+        raise TransformerConfigError(
+            f"{where}.path: {path}: expected one class with a non-empty `name`, "
+            f"found {len(candidates)}"
+        )
+    found: type[Any] = candidates[0]
+    if not any(callable(getattr(found, m, None)) for m in HOOK_METHODS):
+        raise TransformerConfigError(
+            f"{where}.path: {path}: class {found.__name__} has none of the methods "
+            f"{', '.join(HOOK_METHODS)}"
+        )
+    if found.name in BUILTIN_FORMATS or found.name in BUILTIN_HOOKS:
+        raise TransformerConfigError(
+            f"{where}.path: {path}: name {found.name!r} is already a built-in transformer"
+        )
+    if issubclass(found, Transformer):
+        return found
+    adapted: type[Transformer] = type(found.__name__, (found, Transformer), {})
+    return adapted
+
+
 class Transformers:
     """Every chain the config asks for, built at start-up."""
 
-    def __init__(self, config: Config, hooks: dict[str, type[Transformer]] | None = None) -> None:
-        self.hooks: dict[str, type[Transformer]] = dict(hooks or {})
+    def __init__(self, config: Config, base: Path | None = None) -> None:
+        self.hooks: dict[str, type[Transformer]] = dict(BUILTIN_HOOKS)
+        self.custom: dict[str, str] = {}
+        # A custom transformer's options from the config's `transformers` list: defaults that
+        # each `use` entry's own options override.
+        self.defaults: dict[str, dict[str, Any]] = {}
+        for i, spec in enumerate(config.transformers):
+            cls = load_custom(spec, f"transformers[{i}]", base or Path.cwd())
+            if cls.name in self.custom:
+                raise TransformerConfigError(
+                    f"transformers[{i}]: name {cls.name!r} is also defined by "
+                    f"{self.custom[cls.name]}"
+                )
+            self.hooks[cls.name] = cls
+            self.custom[cls.name] = spec.path
+            self.defaults[cls.name] = dict(spec.options)
         self._chains: dict[tuple[str, str | None], Chain] = {}
         for i, provider in enumerate(config.Providers):
             self._add_provider(provider, f"Providers[{i}].transformer")
@@ -129,22 +222,16 @@ class Transformers:
     def _add_provider(self, provider: Provider, where: str) -> None:
         spec: dict[str, Any] = provider.transformer or {}
         base = _entries(spec, where)
-        self._chains[(provider.name, None)] = self._build(base, where)
+        self._chains[(provider.name, None)] = self._build(base, where, [])
         for key, value in spec.items():
-            if key == "use":
-                continue
-            self._chains[(provider.name, key)] = self._build(
-                _entries(value, f"{where}.{key}"), f"{where}.{key}", base
-            )
+            if key != "use":
+                self._chains[(provider.name, key)] = self._build(
+                    _entries(value, f"{where}.{key}"), f"{where}.{key}", base
+                )
 
-    def _build(
-        self,
-        entries: list[tuple[str, dict[str, Any]]],
-        where: str,
-        inherited: list[tuple[str, dict[str, Any]]] | None = None,
-    ) -> Chain:
+    def _build(self, entries: list[Entry], where: str, inherited: list[Entry]) -> Chain:
         formats = [(n, o) for n, o in entries if n in BUILTIN_FORMATS]
-        if not formats and inherited:
+        if not formats:
             formats = [(n, o) for n, o in inherited if n in BUILTIN_FORMATS]
         if len(formats) > 1:
             both = ", ".join(n for n, _ in formats)
@@ -153,8 +240,8 @@ class Transformers:
         hooks: list[Transformer] = []
         names: list[str] = []
         for name, options in entries:
+            names.append(name)
             if name in BUILTIN_FORMATS:
-                names.append(name)
                 continue
             cls = self.hooks.get(name)
             if cls is None:
@@ -162,8 +249,16 @@ class Transformers:
                 raise TransformerConfigError(
                     f"{where}: unknown transformer {name!r} (known: {known})"
                 )
-            hooks.append(cls(options))
-            names.append(name)
+            try:
+                hooks.append(cls({**self.defaults.get(name, {}), **options}))
+            except ValueError as error:
+                raise TransformerConfigError(f"{where}: {error}") from None
+            except Exception as error:
+                raise TransformerConfigError(
+                    f"{where}: transformer {name!r} failed to start: "
+                    f"{type(error).__name__}: {error}"
+                ) from None
+            format_options = {**format_options, **cls.format_options}
         if format_name not in names:
             names.append(format_name)
         try:
@@ -183,12 +278,15 @@ class Transformers:
             where = provider if model is None else f"{provider},{model}"
             for name in chain.names:
                 used.setdefault(name, []).append(where)
-        rows = [
-            {"name": name, "kind": "format", "builtin": True, "usedBy": used.get(name, [])}
-            for name in BUILTIN_FORMATS
-        ]
-        rows += [
-            {"name": name, "kind": "hook", "builtin": True, "usedBy": used.get(name, [])}
-            for name in self.hooks
-        ]
+
+        def row(name: str, kind: str, path: str | None = None) -> dict[str, Any]:
+            found: dict[str, Any] = {"name": name, "kind": kind, "builtin": path is None}
+            if path is not None:
+                found["path"] = path
+            found["usedBy"] = used.get(name, [])
+            return found
+
+        rows = [row(name, "format") for name in BUILTIN_FORMATS]
+        rows += [row(name, "hook") for name in BUILTIN_HOOKS]
+        rows += [row(name, "hook", path) for name, path in self.custom.items()]
         return {"transformers": rows}
