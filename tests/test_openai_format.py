@@ -269,6 +269,32 @@ def test_tool_results_come_first_then_the_rest_of_the_user_turn() -> None:
     ]
 
 
+def test_long_tool_ids_from_other_providers_are_shortened_consistently() -> None:
+    # A Gemini-made id carries a thought signature and runs to thousands of characters;
+    # OpenAI rejects call ids over 40.
+    long_id = "toolu_" + "a1b2" * 500
+    sent = messages(
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": long_id, "name": "Bash", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": long_id, "content": "ok"}],
+        },
+    )
+    call_id = sent[0]["tool_calls"][0]["id"]
+    assert len(call_id) <= 40
+    assert sent[1] == {"role": "tool", "content": "ok", "tool_call_id": call_id}
+    short = messages(
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_short1", "name": "Bash", "input": {}}],
+        }
+    )
+    assert short[0]["tool_calls"][0]["id"] == "toolu_short1"
+
+
 def test_system_entries_mid_conversation_stay_in_place() -> None:
     turns: list[dict[str, Any]] = [
         {"role": "user", "content": "a"},

@@ -382,7 +382,7 @@ def _tool_message(block: ToolResultBlock, images: list[ContentPart]) -> ChatMess
     if block.is_error:
         # Anthropic's is_error has no field here; say it in the text the model reads.
         text = _TOOL_RESULT_ERROR_PREFIX + text
-    return ChatMessage(role="tool", content=text, tool_call_id=block.tool_use_id)
+    return ChatMessage(role="tool", content=text, tool_call_id=upstream_call_id(block.tool_use_id))
 
 
 def _user_messages(content: str | list[ContentBlock], out: list[ChatMessage]) -> None:
@@ -417,7 +417,7 @@ def _assistant_message(
             texts.append(block.text)
         elif isinstance(block, ToolUseBlock):
             arguments = _encode(block.input).decode()
-            calls.append(ToolCall(block.id, FunctionCall(block.name, arguments)))
+            calls.append(ToolCall(upstream_call_id(block.id), FunctionCall(block.name, arguments)))
         elif isinstance(block, ThinkingBlock):
             thinking.append(block.thinking)
         # redacted thinking and server-tool blocks have no chat-completions form.
@@ -561,6 +561,17 @@ _TOOL_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 def _message_id() -> str:
     return "msg_" + os.urandom(12).hex()
+
+
+# OpenAI rejects tool call ids over 40-64 characters; ids another provider made (Gemini's carry
+# a thought signature) can be far longer. Both the call and its result map to the same hash.
+_MAX_CALL_ID = 40
+
+
+def upstream_call_id(tool_use_id: str) -> str:
+    if len(tool_use_id) <= _MAX_CALL_ID:
+        return tool_use_id
+    return "toolu_" + hashlib.sha256(tool_use_id.encode()).hexdigest()[:32]
 
 
 def tool_use_id(upstream_id: str | None, fallback: str) -> str:
@@ -1025,13 +1036,17 @@ class OpenAIFormat:
         self.options = _options(options, self.defaults, self.name)
 
     def build_request(self, request: MessagesRequest, route: Route) -> UpstreamRequest:
+        body = _encode(chat_request(request, route.model, self.options))
+        return UpstreamRequest(route.provider.api_base_url, self.headers(route), body)
+
+    def headers(self, route: Route) -> dict[str, str]:
+        """Bearer auth with the provider's key (never the client's) and its extra headers."""
         provider = route.provider
         headers = {"Content-Type": "application/json"}
         if provider.api_key:
             headers["Authorization"] = f"Bearer {provider.api_key}"
         headers.update(provider.headers)
-        body = _encode(chat_request(request, route.model, self.options))
-        return UpstreamRequest(url=provider.api_base_url, headers=headers, body=body)
+        return headers
 
     def parse_response(self, body: bytes, route: Route) -> MessageResponse:
         try:
