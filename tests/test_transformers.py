@@ -305,3 +305,21 @@ def test_bad_chain_options_fail_at_startup(
     assert code == 1
     assert "Providers[0].transformer" in output
     assert needle in output
+
+
+def test_enhancetool_is_harmless_on_formats_without_text_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {
+        "Providers": [
+            {
+                "name": "g",
+                "api_base_url": "https://example.test/v1beta/models/",
+                "models": ["gemini-2.5-flash"],
+                "transformer": {"use": ["enhancetool", "gemini"]},
+            }
+        ],
+        "Router": {"default": "g,gemini-2.5-flash"},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert cli.main(["check-config", "--config", str(tmp_path / "config.json")]) == 0

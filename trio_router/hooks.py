@@ -36,8 +36,10 @@ class Transformer:
     """Base of hook transformers (built-in and custom)."""
 
     name: ClassVar[str] = ""
-    # Options this hook sets on the chain's format (e.g. enhancetool's JSON repair).
+    # Options this hook sets on the chain's format, for the formats that have them
+    # (enhancetool's JSON repair means nothing to Gemini, whose arguments are never text).
     format_options: ClassVar[dict[str, Any]] = {}
+    format_option_targets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
@@ -134,6 +136,7 @@ class EnhanceTool(Transformer):
 
     name: ClassVar[str] = "enhancetool"
     format_options: ClassVar[dict[str, Any]] = {"repair_tool_json": True}
+    format_option_targets: ClassVar[tuple[str, ...]] = ("openrouter", "openai", "deepseek")
 
 
 class _ReasoningOptions(msgspec.Struct, forbid_unknown_fields=True):

@@ -258,7 +258,8 @@ class Transformers:
                     f"{where}: transformer {name!r} failed to start: "
                     f"{type(error).__name__}: {error}"
                 ) from None
-            format_options = {**format_options, **cls.format_options}
+            if format_name in cls.format_option_targets:
+                format_options = {**format_options, **cls.format_options}
         if format_name not in names:
             names.append(format_name)
         try:

@@ -16,7 +16,9 @@ Choices worth knowing:
   its contract, the client did nothing wrong. With ``repair_tool_json`` (what an ``enhancetool``
   transformer sets) they are repaired instead, and streamed tool input arrives in one piece.
 * Tool-call ids get a ``toolu_`` prefix (kept if already there) and are sent back unchanged, so
-  the ids of a conversation stay paired across turns.
+  the ids of a conversation stay paired across turns; an id longer than OpenAI's 40 characters
+  (another provider's, such as Gemini's with its thought signature) is sent as a hash of itself,
+  the same in the call and in its result.
 """
 
 from __future__ import annotations
