@@ -486,3 +486,13 @@ def _reset_logger() -> Any:
         logs.logger.removeHandler(handler)
         handler.close()
     logs.logger.setLevel(logging.NOTSET)
+
+
+def test_the_example_config_is_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ROUTER_API_KEY", "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.setenv(name, f"{name.lower()}-value")
+    example = Path(__file__).parent.parent / "config.example.json"
+    assert cli.main(["check-config", "--config", str(example)]) == 0
+    assert "OK (3 providers" in capsys.readouterr().out
