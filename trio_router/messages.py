@@ -19,7 +19,7 @@ import msgspec
 import trio
 
 from . import auth
-from .anthropic import ErrorBody, ErrorEvent, MessagesRequest, request_decoder
+from .anthropic import ErrorBody, ErrorEvent, MessagesRequest, Usage, request_decoder
 from .errors import InvalidRequestError, RequestTooLargeError, RouterError
 from .logs import logger
 from .providers.base import Route, StreamOutput, StreamTranslator, UpstreamRequest
@@ -63,7 +63,9 @@ class _Outcome:
         "error",
         "input_tokens",
         "output_tokens",
+        "recorded",
         "route",
+        "session",
         "started",
         "status",
     )
@@ -72,6 +74,8 @@ class _Outcome:
         self.status = 200
         self.started = False  # response headers sent: errors now go in the body
         self.complete = False  # the last byte of the response is being sent
+        self.recorded = False  # usage added to the store
+        self.session = "default"
         self.route: Route | None = None
         self.input_tokens = self.output_tokens = self.cache_read = 0
         self.error = ""
@@ -182,11 +186,13 @@ class MessagesHandler:
         outcome = _Outcome()
         request: MessagesRequest | None = None
         headers: list[tuple[bytes, bytes]] = scope["headers"]
+        outcome.session = session_id(headers, None)
         try:
             if self.api_key:
                 auth.check(headers, self.api_key)
             body = await read_body(receive)
             request = decode_request(body)
+            outcome.session = session_id(headers, request)
             if not request.model:
                 raise InvalidRequestError("invalid request: `model` is required")
             await self._handle(request, body, receive, send, outcome)
@@ -202,7 +208,7 @@ class MessagesHandler:
             if not outcome.started:
                 await send_error(send, RouterError(f"internal error: {outcome.error}"))
         finally:
-            await self._finish(scope, headers, request, outcome, started)
+            await self._finish(scope, request, outcome, started)
 
     async def _handle(
         self,
@@ -274,6 +280,10 @@ class MessagesHandler:
                 tail = translator.close()
                 if event_hooks is not None:
                     tail = event_hooks(tail, route)
+            _take_usage(outcome, translator.usage)
+            # Recorded before the last event, so a client that saw its stream end reads
+            # usage that includes it.
+            await self._record(outcome)
             outcome.complete = True
             await send({"type": "http.response.body", "body": _encode_outputs(tail)})
         except Exception as error:
@@ -288,10 +298,7 @@ class MessagesHandler:
             outcome.complete = True
             await send({"type": "http.response.body", "body": encode_event(ErrorEvent(body))})
         finally:
-            usage = translator.usage
-            outcome.input_tokens = usage.input_tokens
-            outcome.output_tokens = usage.output_tokens
-            outcome.cache_read = usage.cache_read_input_tokens or 0
+            _take_usage(outcome, translator.usage)
 
     async def _complete(
         self,
@@ -311,34 +318,40 @@ class MessagesHandler:
         else:
             message = chain.parse_response(body, route)
             usage, answer = message.usage, msgspec.json.encode(message)
-        outcome.input_tokens = usage.input_tokens
-        outcome.output_tokens = usage.output_tokens
-        outcome.cache_read = usage.cache_read_input_tokens or 0
+        _take_usage(outcome, usage)
+        await self._record(outcome)
         outcome.started = outcome.complete = True
         await send_json(send, 200, answer)
+
+    async def _record(self, outcome: _Outcome) -> None:
+        """Add the request's tokens to its session, once, whatever cancels the request."""
+        route = outcome.route
+        if outcome.recorded or route is None:
+            return
+        outcome.recorded = True
+        if not (outcome.input_tokens or outcome.output_tokens):
+            return
+        with trio.CancelScope(shield=True):
+            try:
+                await self.state.usage.add(
+                    outcome.session,
+                    route.provider.name,
+                    outcome.input_tokens,
+                    outcome.output_tokens,
+                    outcome.cache_read,
+                )
+            except Exception:
+                logger.exception("could not record usage for session %s", outcome.session)
 
     async def _finish(
         self,
         scope: Scope,
-        headers: list[tuple[bytes, bytes]],
         request: MessagesRequest | None,
         outcome: _Outcome,
         started: float,
     ) -> None:
         route = outcome.route
-        session = session_id(headers, request)
-        with trio.CancelScope(shield=True):
-            if route is not None and (outcome.input_tokens or outcome.output_tokens):
-                try:
-                    await self.state.usage.add(
-                        session,
-                        route.provider.name,
-                        outcome.input_tokens,
-                        outcome.output_tokens,
-                        outcome.cache_read,
-                    )
-                except Exception:
-                    logger.exception("could not record usage for session %s", session)
+        await self._record(outcome)
         logger.info(
             "%s %s %d route=%s provider=%s model=%s session=%s stream=%s in=%d out=%d %.1fms%s",
             scope["method"],
@@ -347,10 +360,16 @@ class MessagesHandler:
             route.reason if route else "-",
             route.provider.name if route else "-",
             route.model if route else "-",
-            session,
+            outcome.session,
             "yes" if request is not None and request.stream else "no",
             outcome.input_tokens,
             outcome.output_tokens,
             (time.perf_counter() - started) * 1000,
             f" error={outcome.error!r}" if outcome.error else "",
         )
+
+
+def _take_usage(outcome: _Outcome, usage: Usage) -> None:
+    outcome.input_tokens = usage.input_tokens
+    outcome.output_tokens = usage.output_tokens
+    outcome.cache_read = usage.cache_read_input_tokens or 0
