@@ -186,7 +186,6 @@ class MessagesHandler:
         outcome = _Outcome()
         request: MessagesRequest | None = None
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        outcome.session = session_id(headers, None)
         try:
             if self.api_key:
                 auth.check(headers, self.api_key)
@@ -208,6 +207,8 @@ class MessagesHandler:
             if not outcome.started:
                 await send_error(send, RouterError(f"internal error: {outcome.error}"))
         finally:
+            if request is None:
+                outcome.session = session_id(headers, None)
             await self._finish(scope, request, outcome, started)
 
     async def _handle(
