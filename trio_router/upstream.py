@@ -84,13 +84,14 @@ def _status_error(
     response: httpx.Response, body: bytes, provider: str, fmt: ProviderFormat
 ) -> UpstreamError:
     status = response.status_code
-    # A format may know better than the status line what the error is (Gemini's bad key).
-    error_status = getattr(fmt, "error_status", None)
-    if error_status is not None:
-        status = error_status(status, body)
     headers = {
         name: response.headers[name] for name in _PASSED_ERROR_HEADERS if name in response.headers
     }
+    # A format may know more than the status line says (Gemini: its bad key, its retry delay).
+    error_info = getattr(fmt, "error_info", None)
+    if error_info is not None:
+        status, found = error_info(status, body)
+        headers = {**found, **headers}
     message = fmt.error_message(status, body)
     return UpstreamError(
         f"provider {provider!r} answered {response.status_code}: {message}",

@@ -17,6 +17,9 @@ module already reads. What differs is the request:
   sent, and every assistant turn carries ``reasoning_content``: DeepSeek answers 400 "Missing
   ``reasoning_content`` field in the assistant message" on tool-call turns without it. Thinking
   the client sent back goes there; otherwise it is empty. Without thinking none is sent.
+- Images and files: DeepSeek's chat models read text only, and a request with an ``image_url``
+  part is a 400 (``unknown variant `image_url`, expected `text```), which would end a Claude Code
+  session for good once a screenshot is in its history. Each becomes a short text note.
 - ``output_config.format``: DeepSeek has JSON Output (``json_object``) but no ``json_schema``
   (https://api-docs.deepseek.com/guides/json_mode), so the schema goes into the system prompt.
 """
@@ -30,7 +33,15 @@ from msgspec import Struct
 
 from ..anthropic import MessagesRequest
 from .base import Route, UpstreamRequest
-from .openai import ChatMessage, ChatRequest, OpenAIFormat, chat_request
+from .openai import (
+    ChatMessage,
+    ChatRequest,
+    ContentPart,
+    ImagePart,
+    OpenAIFormat,
+    TextPart,
+    chat_request,
+)
 
 # https://api-docs.deepseek.com/quick_start/pricing ("MAX OUTPUT"): 8K for deepseek-chat and
 # 64K for deepseek-reasoner (V3.2; the reasoner's limit includes its chain of thought), 384K for
@@ -136,6 +147,8 @@ class DeepSeekFormat(OpenAIFormat):
             chat.temperature = None
             chat.top_p = None
         for message in chat.messages:
+            if isinstance(message.content, list):
+                message.content = _text_only(message.content)
             if message.role == "assistant":
                 if not thinking:
                     message.reasoning_content = None
@@ -150,3 +163,17 @@ class DeepSeekFormat(OpenAIFormat):
         fields["response_format"] = response_format
         body = DeepSeekChatRequest(**fields, thinking=toggle)
         return UpstreamRequest(route.provider.api_base_url, self.headers(route), _encode(body))
+
+
+_OMITTED = "[{kind} omitted: this DeepSeek model reads text only]"
+
+
+def _text_only(parts: list[ContentPart]) -> str:
+    """A message's parts as DeepSeek can take them: text, with a note where an image was."""
+    texts = []
+    for part in parts:
+        if isinstance(part, TextPart):
+            texts.append(part.text)
+        else:
+            texts.append(_OMITTED.format(kind="image" if isinstance(part, ImagePart) else "file"))
+    return "\n".join(texts)

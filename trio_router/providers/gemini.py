@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import mimetypes
 import re
 import secrets
@@ -198,8 +199,10 @@ class _PromptFeedback(Struct, rename="camel"):
     block_reason: str | None = None
 
 
-class _ErrorInfo(Struct):
+class _ErrorInfo(Struct, rename="camel"):
     reason: str | None = None
+    # google.rpc.RetryInfo, on 429s: "38s" (https://ai.google.dev/gemini-api/docs/rate-limits)
+    retry_delay: str | None = None
 
 
 class _ErrorDetail(Struct):
@@ -695,10 +698,22 @@ class GeminiFormat:
     def stream_translator(self, request: MessagesRequest, route: Route) -> GeminiStreamTranslator:
         return GeminiStreamTranslator(route.model)
 
-    def error_status(self, status: int, body: bytes) -> int:
-        """Gemini says 400 for a bad key, where an Anthropic client expects 401."""
+    def error_info(self, status: int, body: bytes) -> tuple[int, dict[str, str]]:
+        """What the status line does not say: Gemini answers 400 for a bad key, where an
+        Anthropic client expects 401, and gives its retry delay in the body, not a header."""
         error = _decode_error(body)
-        return _status(error) if error is not None else status
+        if error is None:
+            return status, {}
+        headers = {}
+        for detail in error.details:
+            delay = detail.retry_delay
+            if delay and delay.endswith("s"):
+                try:
+                    seconds = float(delay[:-1])
+                except ValueError:
+                    continue
+                headers["retry-after"] = str(max(1, math.ceil(seconds)))
+        return _status(error), headers
 
     def error_message(self, status: int, body: bytes) -> str:
         error = _decode_error(body)
