@@ -1,9 +1,9 @@
 """The HTTP client side: one pooled httpx client per worker, and upstream failures as RouterErrors.
 
-httpx runs on trio through anyio. The caller opens a response inside its own nursery's cancel
-scope, so cancelling that scope (a client disconnect) closes the upstream connection at once:
-httpx drops a connection whose response was not read to the end instead of returning it to the
-pool.
+httpx speaks through :class:`transport.TrioTransport`, our lean HTTP/1.1 transport on trio. The
+caller opens a response inside its own nursery's cancel scope, so cancelling that scope (a
+client disconnect) closes the upstream connection at once: the transport closes any connection
+whose response was not read to the end instead of returning it to the pool.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import httpx
 
 from .errors import UpstreamError, error_type_for_status
 from .providers.base import ProviderFormat, UpstreamRequest
+from .transport import TrioTransport
 
 # Headers of an upstream error worth handing to the client: when it may retry.
 _PASSED_ERROR_HEADERS = ("retry-after", "retry-after-ms")
@@ -23,9 +24,10 @@ _PASSED_ERROR_HEADERS = ("retry-after", "retry-after-ms")
 class Upstream:
     def __init__(self, timeout_ms: int) -> None:
         self.client = httpx.AsyncClient(
+            # A shared gateway holds one upstream connection per concurrent stream: no limit on
+            # connections, and up to 256 kept alive between requests.
+            transport=TrioTransport(max_keepalive_connections=256),
             timeout=httpx.Timeout(timeout_ms / 1000, connect=30.0),
-            # A shared gateway holds one upstream connection per concurrent stream.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
             follow_redirects=False,
             trust_env=False,
             # Undecoded bytes are cheapest per chunk; a provider that compresses anyway is
