@@ -496,3 +496,19 @@ def test_the_example_config_is_valid(
     example = Path(__file__).parent.parent / "config.example.json"
     assert cli.main(["check-config", "--config", str(example)]) == 0
     assert "OK (3 providers" in capsys.readouterr().out
+
+
+async def test_every_request_gets_a_log_line(start_router: StartRouter) -> None:
+    router = await start_router({"APIKEY": ROUTER_KEY})
+    async with router.client() as client:
+        await client.get("/")
+        await client.get("/api/config")
+        await client.post(
+            "/v1/messages/count_tokens",
+            json={"messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": ROUTER_KEY},
+        )
+    text = router.log_file.read_text()
+    assert "GET / 200" in text
+    assert "GET /api/config 401" in text
+    assert "POST /v1/messages/count_tokens 200" in text

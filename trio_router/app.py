@@ -7,13 +7,14 @@ count_tokens, the ``/api`` management endpoints, lifespan) is served by Quart-tr
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import trio
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -75,6 +76,7 @@ def quart_app(state: State) -> QuartTrio:
 
     @app.before_request
     async def check_auth() -> Response | None:
+        g.started = time.perf_counter()
         if api_key and auth.protected(request.path):
             headers = [
                 (k.lower().encode(), v.encode("latin-1")) for k, v in request.headers.items()
@@ -84,6 +86,13 @@ def quart_app(state: State) -> QuartTrio:
             except RouterError as error:
                 return _error(error)
         return None
+
+    @app.after_request
+    async def log_request(response: Response) -> Response:
+        started = getattr(g, "started", None)
+        took = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+        logger.info("%s %s %d %.1fms", request.method, request.path, response.status_code, took)
+        return response
 
     @app.errorhandler(RouterError)
     async def router_error(error: RouterError) -> Response:
