@@ -19,7 +19,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from . import __version__, auth, config_store, logs
-from .config import Config, ConfigError, LoadedConfig, load
+from .config import Config, ConfigError, LoadedConfig, default_config_path, load
 from .errors import (
     InvalidRequestError,
     NotFoundError,
@@ -194,7 +194,7 @@ def quart_app(state: State) -> QuartTrio:
 
 
 def _config_path(state: State) -> Path:
-    return state.loaded.path or Path(os.environ.get("CONFIG_PATH") or "config.json").resolve()
+    return state.loaded.path or default_config_path().resolve()
 
 
 class RouterApp:

@@ -85,10 +85,8 @@ class LoadedConfig(Struct, frozen=True):
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def config_path_from_env(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env  # type: ignore[assignment]
-    assert env is not None
-    return Path(env.get("CONFIG_PATH") or "config.json").expanduser()
+def default_config_path() -> Path:
+    return Path(os.environ.get("CONFIG_PATH") or "config.json").expanduser()
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -263,7 +261,7 @@ def load(path: Path | None = None) -> LoadedConfig:
     file that was asked for explicitly is an error.
     """
     explicit = path is not None or bool(os.environ.get("CONFIG_PATH"))
-    path = path if path is not None else config_path_from_env()
+    path = path if path is not None else default_config_path()
     load_dotenv(path)
     env = dict(os.environ)
     if not path.exists():
