@@ -67,8 +67,10 @@ def quart_app(state: State) -> QuartTrio:
 
     @app.before_serving
     async def warm_up() -> None:
-        # Load the tokenizer before the first request needs it, off the event loop.
-        await trio.to_thread.run_sync(encoding)
+        # The tokenizer holds ~47 MB: loaded up front (off the event loop) only when routing
+        # counts every large request; otherwise on the first count_tokens call.
+        if state.router.needs_token_count:
+            await trio.to_thread.run_sync(encoding)
 
     @app.after_serving
     async def close_upstream() -> None:

@@ -74,6 +74,9 @@ def start(args: argparse.Namespace) -> int:
     hc.use_reloader = args.reload
     hc.accesslog = None  # the router logs one line per request itself
     hc.keep_alive_timeout = 75  # above nginx's default upstream keepalive_timeout of 60 s
+    # hypercorn's default backlog of 100 resets connections when a thousand clients connect
+    # at once; the kernel caps it at net.core.somaxconn anyway.
+    hc.backlog = 4096
     hc.graceful_timeout = 10
     where = loaded.path or "built-in default (no config file found)"
     print(

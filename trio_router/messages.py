@@ -160,7 +160,10 @@ def session_id(headers: list[tuple[bytes, bytes]], request: MessagesRequest | No
 
 
 def _encode_outputs(outputs: list[StreamOutput]) -> bytes:
-    return b"".join(o if type(o) is bytes else encode_event(o) for o in outputs)  # type: ignore[arg-type]
+    if len(outputs) == 1:  # most chunks: one text delta
+        only = outputs[0]
+        return only if isinstance(only, bytes) else encode_event(only)
+    return b"".join(o if isinstance(o, bytes) else encode_event(o) for o in outputs)
 
 
 async def _watch_disconnect(

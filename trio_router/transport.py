@@ -13,6 +13,7 @@ instead: the consumer's code would run inside it and trio would report a corrupt
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -70,9 +71,12 @@ class _Connection:
     def __init__(self, key: _Key, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
         self.key = key
         self.stream = stream
-        # trio types SSLStream.receive_some as bytes | bytearray; it returns what
-        # ssl.SSLObject.read does, which is bytes.
-        self.receive = cast("Callable[[int], Awaitable[bytes]]", stream.receive_some)
+        if isinstance(stream, trio.SocketStream):
+            self.receive = _wait_then_read(socket)
+        else:
+            # trio types SSLStream.receive_some as bytes | bytearray; it returns what
+            # ssl.SSLObject.read does, which is bytes.
+            self.receive = cast("Callable[[int], Awaitable[bytes]]", stream.receive_some)
         self.socket = socket
         # When the read in progress times out; inf while no read is waiting.
         self.deadline = inf
@@ -84,6 +88,34 @@ class _Connection:
         """Close at once, without a TLS close_notify: nothing waits on the peer, not even
         under cancellation, and a reader blocked on the socket wakes with ClosedResourceError."""
         self.socket.close()
+
+
+def _wait_then_read(socket: trio.socket.SocketType) -> Callable[[int], Awaitable[bytes]]:
+    """A plain socket's reads, waiting for data first.
+
+    trio's ``receive_some`` tries ``recv`` before waiting, which on a stream that is read as
+    fast as it arrives fails with EAGAIN nearly every time: a syscall and an exception per
+    chunk for nothing. Waiting first is still a checkpoint, and a socket closed meanwhile (the
+    watchdog's timeout) wakes the wait with ClosedResourceError. The descriptor is looked up on
+    each read, so that a closed socket's number, which the kernel may hand to another
+    connection, is never read from.
+    """
+    wait = trio.lowlevel.wait_readable
+    read = os.read
+    fileno = socket.fileno
+
+    async def receive(size: int) -> bytes:
+        while True:
+            fd = fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("the connection was closed")
+            await wait(fd)
+            try:
+                return read(fd, size)
+            except BlockingIOError:
+                continue
+
+    return receive
 
 
 class _Watchdog:

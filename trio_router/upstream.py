@@ -76,9 +76,15 @@ class Upstream:
 
 
 def upstream_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The body as it arrives: raw bytes, unless the provider compressed it after all."""
+    """The body as it arrives: raw bytes, unless the provider compressed it after all.
+
+    Uncompressed, the response's own stream is iterated: ``aiter_raw`` would add two generator
+    layers and a re-chunker to every chunk, to count bytes nobody reads.
+    """
     if response.headers.get("content-encoding", "identity") == "identity":
-        return response.aiter_raw()
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        return aiter(stream)
     return response.aiter_bytes()
 
 
