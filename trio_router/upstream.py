@@ -37,6 +37,16 @@ class Upstream:
         self.transport = TrioTransport(max_keepalive_connections=256)
         read = timeout_ms / 1000
         self._timeouts = {"connect": 30.0, "read": read, "write": read, "pool": read}
+        # Parsing a URL is a third of building an httpx.Request; a gateway calls few distinct ones.
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _url(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -53,7 +63,7 @@ class Upstream:
         try:
             outgoing = httpx.Request(
                 request.method,
-                request.url,
+                self._url(request.url),
                 headers={**_DEFAULT_HEADERS, **request.headers},
                 content=request.body,
                 extensions={"timeout": self._timeouts},
