@@ -62,7 +62,8 @@ async def start_router(
         hc.bind = ["127.0.0.1:0"]
         hc.accesslog = None
         hc.graceful_timeout = 0.1
-        binds = await nursery.start(partial(serve, app, hc))
+        # hypercorn types apps with its own TypedDict events; ours takes plain mappings.
+        binds = await nursery.start(partial(serve, app, hc))  # type: ignore[arg-type]
         return RunningRouter(url=binds[0], config_path=path, app=app)
 
     return start

@@ -14,6 +14,7 @@ from tests.fakeserver import Reply, Request
 from trio_router.anthropic import MessagesRequest
 from trio_router.config import Config
 from trio_router.errors import InvalidRequestError
+from trio_router.messages import session_id
 from trio_router.routing import NoProviderError, Router
 
 PROVIDERS = [
@@ -168,3 +169,14 @@ async def test_each_route_reaches_its_provider(
             await trio.sleep(0.01)
     assert "route=longContext provider=long model=long-model" in log
     assert "route=explicit provider=bg model=any-model" in log
+
+
+def test_session_ids_are_cleaned_for_logs_and_usage() -> None:
+    injected = request(metadata={"user_id": '{"session_id": "abc\\nPOST /v1/messages 200"}'})
+    assert session_id([], injected) == "abc_POST_/v1/messages_200"
+    assert session_id([(b"x-session-id", b"x" * 500)], None) == "x" * 128
+    assert (
+        session_id([(b"x-claude-code-session-id", b"u-1"), (b"x-session-id", b"s")], None) == "u-1"
+    )
+    assert session_id([(b"x-session-id", b"s")], request(metadata={"user_id": "plain"})) == "s"
+    assert session_id([], request()) == "default"

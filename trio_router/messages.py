@@ -36,6 +36,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 BILLING_PREFIX = "x-anthropic-billing-header:"
+MAX_SESSION_ID = 128
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_START: Message = {
@@ -138,15 +139,22 @@ def normalize(request: MessagesRequest) -> MessagesRequest:
     return request
 
 
+def _clean_session(session: str) -> str:
+    """A session id as the log and the usage API show it: printable, one word, bounded."""
+    if len(session) <= MAX_SESSION_ID and session.isprintable() and " " not in session:
+        return session
+    return "".join(c if c.isprintable() and c != " " else "_" for c in session[:MAX_SESSION_ID])
+
+
 def session_id(headers: list[tuple[bytes, bytes]], request: MessagesRequest | None) -> str:
     """Claude Code's session header, else the session inside ``metadata.user_id``, else
     ``x-session-id``, else ``default``."""
     fallback = None
     for name, value in headers:
         if name == b"x-claude-code-session-id" and value:
-            return value.decode("latin-1")
+            return _clean_session(value.decode("latin-1"))
         if name == b"x-session-id" and value:
-            fallback = value.decode("latin-1")
+            fallback = _clean_session(value.decode("latin-1"))
     if request is not None and request.metadata and request.metadata.user_id:
         user_id = request.metadata.user_id
         if user_id.startswith("{"):
@@ -155,7 +163,7 @@ def session_id(headers: list[tuple[bytes, bytes]], request: MessagesRequest | No
             except (msgspec.DecodeError, AttributeError):
                 found = None
             if isinstance(found, str) and found:
-                return found
+                return _clean_session(found)
     return fallback or "default"
 
 
