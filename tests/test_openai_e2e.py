@@ -15,6 +15,7 @@ import trio
 from tests import openai_wire as wire
 from tests.conftest import RunningRouter, StartFake, StartRouter, provider_config
 from tests.fakeserver import FakeServer, Reply, Request
+from trio_router import messages
 
 PROVIDER_KEY = "sk-or-v1-provider-key-abcdef"
 
@@ -448,3 +449,28 @@ async def test_usage_is_counted_per_session_under_concurrency(
     assert deleted.status_code == 200
     assert gone.status_code == 404
     assert gone.json()["error"]["type"] == "not_found_error"
+
+
+async def test_silent_upstream_gets_keepalive_comments(
+    start_router: StartRouter, start_fake: StartFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(messages, "KEEPALIVE_SECONDS", 0.1)
+    # A model that thinks for a while before each piece of its answer.
+    frames = wire.text_stream(["Thought ", "it over."])
+    router, _ = await setup(
+        start_router, start_fake, lambda request: wire.stream_reply(frames, delay=0.35)
+    )
+    async with router.client() as http:
+        raw = await http.post(
+            "/v1/messages",
+            json={"model": "m", "max_tokens": 10, "messages": USER, "stream": True},
+        )
+    text = raw.text
+    assert text.startswith(": keep-alive\n\n")
+    assert text.count(": keep-alive") >= 3
+    assert text.index(": keep-alive") < text.index("event: message_start")
+    async with client(router) as sdk, sdk.messages.stream(
+        model="claude-sonnet-4-5", max_tokens=10, messages=USER
+    ) as stream:
+        final = await stream.get_final_message()
+    assert final.content[0].text == "Thought it over."  # type: ignore[union-attr]

@@ -35,6 +35,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+# A stream silent this long gets an SSE comment, which clients ignore: a model that thinks
+# before its first token must not look dead to nginx (proxy_read_timeout: 60 s by default) or
+# to a client's idle timeout.
+KEEPALIVE_SECONDS = 15.0
+_KEEPALIVE: Message = {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
 BILLING_PREFIX = "x-anthropic-billing-header:"
 MAX_SESSION_ID = 128
 
@@ -66,6 +71,7 @@ class _Outcome:
         "output_tokens",
         "recorded",
         "route",
+        "sent",
         "session",
         "started",
         "status",
@@ -76,6 +82,7 @@ class _Outcome:
         self.started = False  # response headers sent: errors now go in the body
         self.complete = False  # the last byte of the response is being sent
         self.recorded = False  # usage added to the store
+        self.sent = 0  # body messages sent so far
         self.session = "default"
         self.route: Route | None = None
         self.input_tokens = self.output_tokens = self.cache_read = 0
@@ -174,6 +181,22 @@ def _encode_outputs(outputs: list[StreamOutput]) -> bytes:
     return b"".join(o if isinstance(o, bytes) else encode_event(o) for o in outputs)
 
 
+async def _keep_alive(send: Send, outcome: _Outcome) -> None:
+    """Sends a comment into a stream that has been silent for KEEPALIVE_SECONDS.
+
+    It never writes after the last event: ``complete`` is set before that is sent, and a comment
+    already waiting in the server's send lock goes out first.
+    """
+    seen = outcome.sent
+    while True:
+        await trio.sleep(KEEPALIVE_SECONDS)
+        if outcome.complete:
+            return
+        if outcome.sent == seen:
+            await send(_KEEPALIVE)
+        seen = outcome.sent
+
+
 async def _watch_disconnect(
     receive: Receive, cancel_scope: trio.CancelScope, outcome: _Outcome
 ) -> None:
@@ -248,7 +271,9 @@ class MessagesHandler:
             nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope, outcome)
             try:
                 if request.stream:
-                    await self._stream(request, route, chain, upstream_request, send, outcome)
+                    await self._stream(
+                        request, route, chain, upstream_request, send, outcome, nursery
+                    )
                 else:
                     await self._complete(route, chain, upstream_request, send, outcome)
             except RouterError as error:
@@ -267,6 +292,7 @@ class MessagesHandler:
         upstream_request: UpstreamRequest,
         send: Send,
         outcome: _Outcome,
+        nursery: trio.Nursery,
     ) -> None:
         fmt = chain.format
         try:
@@ -280,6 +306,7 @@ class MessagesHandler:
             ) as response:
                 await send(_SSE_START)
                 outcome.started = True
+                nursery.start_soon(_keep_alive, send, outcome)
                 feed = translator.feed
                 message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
                 async for chunk in upstream_chunks(response):
@@ -288,6 +315,7 @@ class MessagesHandler:
                         outputs = event_hooks(outputs, route)
                     if outputs:
                         message["body"] = _encode_outputs(outputs)
+                        outcome.sent += 1
                         await send(message)
                 tail = translator.close()
                 if event_hooks is not None:
