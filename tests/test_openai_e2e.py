@@ -469,8 +469,9 @@ async def test_silent_upstream_gets_keepalive_comments(
     assert text.startswith(": keep-alive\n\n")
     assert text.count(": keep-alive") >= 3
     assert text.index(": keep-alive") < text.index("event: message_start")
-    async with client(router) as sdk, sdk.messages.stream(
-        model="claude-sonnet-4-5", max_tokens=10, messages=USER
-    ) as stream:
+    async with (
+        client(router) as sdk,
+        sdk.messages.stream(model="claude-sonnet-4-5", max_tokens=10, messages=USER) as stream,
+    ):
         final = await stream.get_final_message()
     assert final.content[0].text == "Thought it over."  # type: ignore[union-attr]
