@@ -199,6 +199,23 @@ async def assert_router_records(
     return lines
 
 
+async def assert_chat_records(
+    run: Run, fake: FakeServer, provider: FakeChatProvider, name: str
+) -> list[str]:
+    """assert_router_records for a chat-completions provider's two answers."""
+    usages = [a.usage for a in provider.answers]
+    return await assert_router_records(
+        run,
+        fake,
+        name,
+        requests=2,
+        # OpenAI counts cached tokens inside prompt_tokens, Anthropic apart from input_tokens.
+        input_tokens=sum(u.prompt - u.cached for u in usages),
+        output_tokens=sum(u.completion for u in usages),
+        cache_read=sum(u.cached for u in usages),
+    )
+
+
 def openrouter_config(fake: FakeServer) -> dict[str, Any]:
     return {
         "name": "openrouter",
@@ -254,17 +271,7 @@ async def test_openai_compatible_tool_round_trip(
     assert tool["tool_call_id"] == tool_call["id"]
     assert tool["content"] == marker
     assert_clean_upstream(fake)
-    usages = [a.usage for a in provider.answers]
-    await assert_router_records(
-        run,
-        fake,
-        "openrouter",
-        requests=2,
-        # OpenAI counts cached tokens inside prompt_tokens, Anthropic apart from input_tokens.
-        input_tokens=sum(u.prompt - u.cached for u in usages),
-        output_tokens=sum(u.completion for u in usages),
-        cache_read=sum(u.cached for u in usages),
-    )
+    await assert_chat_records(run, fake, provider, "openrouter")
 
 
 async def test_older_model_name_asks_for_thinking_with_a_budget(
@@ -304,16 +311,7 @@ async def test_older_model_name_asks_for_thinking_with_a_budget(
     assert tool["tool_call_id"] == call["tool_calls"][0]["id"]
     assert tool["content"].startswith(marker)
     assert_clean_upstream(fake)
-    usages = [a.usage for a in provider.answers]
-    lines = await assert_router_records(
-        run,
-        fake,
-        "openrouter",
-        requests=2,
-        input_tokens=sum(u.prompt - u.cached for u in usages),
-        output_tokens=sum(u.completion for u in usages),
-        cache_read=sum(u.cached for u in usages),
-    )
+    lines = await assert_chat_records(run, fake, provider, "openrouter")
     assert all(" route=think " in line and " model=openai/o4-mini " in line for line in lines)
 
 
@@ -357,16 +355,7 @@ async def test_deepseek_tool_round_trip_in_thinking_mode(
     assert tool["tool_call_id"] == call["tool_calls"][0]["id"]
     assert tool["content"] == marker
     assert_clean_upstream(fake)
-    usages = [a.usage for a in provider.answers]
-    await assert_router_records(
-        run,
-        fake,
-        "deepseek",
-        requests=2,
-        input_tokens=sum(u.prompt - u.cached for u in usages),
-        output_tokens=sum(u.completion for u in usages),
-        cache_read=sum(u.cached for u in usages),
-    )
+    await assert_chat_records(run, fake, provider, "deepseek")
 
 
 async def test_gemini_3_tool_round_trip_carries_the_thought_signature(
