@@ -18,12 +18,13 @@ from typing import Any
 
 import anthropic
 import pytest
-from anthropic.types import Message, MessageParam
+from anthropic.types import MessageParam
 
 from tests.conftest import RunningRouter, StartFake, StartRouter, provider_config
 from tests.fake_deepseek import FakeDeepSeek
 from tests.fake_openai import Rejection
 from tests.fakeserver import FakeServer, Reply, Request
+from tests.sdk import USER, ask, client, usage
 
 JSON = dict[str, Any]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -33,7 +34,6 @@ MODELS = ["deepseek-chat", "deepseek-reasoner"]
 CLAUDE_CODE_TOOLS: list[JSON] = json.loads(
     (FIXTURES / "gemini" / "claude_code_tools.json").read_text()
 )["tools"]
-USER: list[MessageParam] = [{"role": "user", "content": "Say hello"}]
 
 
 def recorded(name: str) -> list[JSON]:
@@ -162,26 +162,6 @@ async def setup(
         {"Providers": [provider], "Router": {"default": "deepseek,deepseek-chat"}}
     )
     return router, fake, deepseek
-
-
-def client(router: RunningRouter) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=router.url, api_key="client-key", max_retries=0)
-
-
-async def ask(sdk: anthropic.AsyncAnthropic, stream: bool, **params: Any) -> Message:
-    params.setdefault("model", "claude-sonnet-4-5")
-    params.setdefault("max_tokens", 1024)
-    params.setdefault("messages", USER)
-    if not stream:
-        message: Message = await sdk.messages.create(**params)
-        return message
-    async with sdk.messages.stream(**params) as events:
-        return await events.get_final_message()
-
-
-def usage(message: Message) -> tuple[int, int, int | None]:
-    u = message.usage
-    return u.input_tokens, u.output_tokens, u.cache_read_input_tokens
 
 
 # --- text -----------------------------------------------------------------------------------

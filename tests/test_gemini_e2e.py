@@ -18,11 +18,11 @@ from typing import Any
 
 import anthropic
 import pytest
-from anthropic.types import Message, MessageParam
 
 from tests.conftest import RunningRouter, StartFake, StartRouter, provider_config
 from tests.fake_gemini import FakeGemini
 from tests.fakeserver import FakeServer, Reply, Request
+from tests.sdk import USER, ask, client, usage
 
 JSON = dict[str, Any]
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
@@ -35,7 +35,6 @@ CLAUDE_CODE_TOOLS: list[JSON] = json.loads((FIXTURES / "claude_code_tools.json")
 ]
 # Google's front end answers with these (as recorded).
 GOOGLE_HEADERS = [("server", "scaffolding on HTTPServer2"), ("vary", "Origin, X-Origin, Referer")]
-USER: list[MessageParam] = [{"role": "user", "content": "Say hello"}]
 
 
 def recorded(name: str) -> list[JSON]:
@@ -123,26 +122,6 @@ async def setup(
         {"Providers": [provider], "Router": {"default": "gemini,gemini-2.5-flash"}}
     )
     return router, fake, gemini
-
-
-def client(router: RunningRouter) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=router.url, api_key="client-key", max_retries=0)
-
-
-async def ask(sdk: anthropic.AsyncAnthropic, stream: bool, **params: Any) -> Message:
-    params.setdefault("model", "claude-sonnet-4-5")
-    params.setdefault("max_tokens", 1024)
-    params.setdefault("messages", USER)
-    if not stream:
-        message: Message = await sdk.messages.create(**params)
-        return message
-    async with sdk.messages.stream(**params) as events:
-        return await events.get_final_message()
-
-
-def usage(message: Message) -> tuple[int, int, int | None]:
-    u = message.usage
-    return u.input_tokens, u.output_tokens, u.cache_read_input_tokens
 
 
 def target(model: str, stream: bool) -> str:

@@ -15,6 +15,7 @@ import trio
 from tests import openai_wire as wire
 from tests.conftest import RunningRouter, StartFake, StartRouter, provider_config
 from tests.fakeserver import FakeServer, Reply, Request
+from tests.sdk import client
 from trio_router import messages
 
 PROVIDER_KEY = "sk-or-v1-provider-key-abcdef"
@@ -39,12 +40,6 @@ async def setup(
         }
     )
     return router, fake
-
-
-def client(router: RunningRouter, **kwargs: Any) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(
-        base_url=router.url, api_key="client-key", max_retries=0, **kwargs
-    )
 
 
 USER = [{"role": "user", "content": "Say hello"}]
