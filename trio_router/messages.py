@@ -351,8 +351,8 @@ class MessagesHandler:
         fmt = chain.format
         async with self.state.upstream.open(upstream_request, route.provider.name, fmt) as response:
             body = await response.aread()
-        raw_usage = getattr(fmt, "response_usage", None)
-        if raw_usage is not None and not chain.has_response_hooks:
+        raw_usage = chain.raw_usage
+        if raw_usage is not None:
             # A passthrough answer goes back as it came, every field kept.
             usage, answer = raw_usage(body), body
         else:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .anthropic import MessageResponse, MessagesRequest, StreamEvent
+from .anthropic import MessageResponse, MessagesRequest, StreamEvent, Usage
 from .config import Config, CustomTransformer, Provider
 from .errors import RouterError, TransformerError
 from .hooks import BUILTIN_HOOKS, HOOK_METHODS, Transformer, overrides
@@ -72,13 +72,19 @@ class Chain:
         self._event = bound("transform_event")
         # Only a chain with an event hook pays for one on each streamed chunk.
         self.has_event_hooks = bool(self._event)
-        self.has_response_hooks = bool(self._response)
+        # A passthrough format forwards the client's raw body and hands its raw answer back,
+        # unless a hook must see them as Anthropic types. Looked up once, not per request.
+        self._from_body: Callable[[bytes, Route], UpstreamRequest] | None = (
+            None if self._request else getattr(fmt, "build_request_from_body", None)
+        )
+        self.raw_usage: Callable[[bytes], Usage] | None = (
+            None if self._response else getattr(fmt, "response_usage", None)
+        )
 
     def build_request(self, request: MessagesRequest, route: Route, body: bytes) -> UpstreamRequest:
         """``body`` is the client's raw request: a passthrough format forwards it whole."""
-        from_body = getattr(self.format, "build_request_from_body", None)
-        if from_body is not None and not self._request:
-            upstream: UpstreamRequest = self._format_call(from_body, body, route)
+        if self._from_body is not None:
+            upstream: UpstreamRequest = self._format_call(self._from_body, body, route)
         else:
             for name, hook in self._request:
                 request = _call(name, hook, request, route)
