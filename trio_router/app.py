@@ -27,8 +27,9 @@ from .errors import (
     error_envelope,
     error_type_for_status,
 )
+from .intake import MAX_BODY_BYTES, decode_request
 from .logs import logger
-from .messages import MAX_BODY_BYTES, MessagesHandler, decode_request
+from .messages import MessagesHandler
 from .state import State, data_dir
 from .tokens import count_tokens, encoding
 from .transformers import TransformerConfigError, Transformers

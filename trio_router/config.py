@@ -45,7 +45,10 @@ class CustomTransformer(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Config(Struct, frozen=True, forbid_unknown_fields=True):
+    # The clients' key for /v1/*; also the admin key for /api/* when ADMIN_KEY is empty.
     APIKEY: str = ""
+    # The operator's key: when set, the only key that opens /api/*.
+    ADMIN_KEY: str = ""
     HOST: str = DEFAULT_HOST
     PORT: int = DEFAULT_PORT
     LOG: bool = True

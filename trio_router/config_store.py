@@ -19,24 +19,15 @@ from typing import Any
 import msgspec
 
 from . import config as config_module
+from .masking import SECRET_FIELDS, mask
 
 BACKUP_DIR = ".backups"
-_SECRET_KEYS = ("APIKEY", "api_key")
-
-
-def mask(value: str) -> str:
-    """Enough of a key to recognise it, never enough to use it. ``$VAR`` references stay."""
-    if not value or value.startswith("$"):
-        return value
-    if len(value) <= 12:
-        return "****"
-    return f"{value[:4]}****{value[-4:]}"
 
 
 def masked(raw: Any) -> Any:
     if isinstance(raw, dict):
         return {
-            k: mask(v) if k in _SECRET_KEYS and isinstance(v, str) else masked(v)
+            k: mask(v) if k in SECRET_FIELDS and isinstance(v, str) else masked(v)
             for k, v in raw.items()
         }
     if isinstance(raw, list):
@@ -51,7 +42,7 @@ def restore_masked(new: Any, old: Any) -> Any:
         for key, value in new.items():
             previous = old.get(key)
             if (
-                key in _SECRET_KEYS
+                key in SECRET_FIELDS
                 and isinstance(value, str)
                 and isinstance(previous, str)
                 and value != previous

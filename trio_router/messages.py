@@ -19,8 +19,9 @@ import msgspec
 import trio
 
 from . import auth
-from .anthropic import ErrorBody, ErrorEvent, MessagesRequest, Usage, request_decoder
-from .errors import InvalidRequestError, RequestTooLargeError, RouterError
+from .anthropic import ErrorBody, ErrorEvent, MessagesRequest, Usage
+from .errors import InvalidRequestError, RouterError
+from .intake import ClientDisconnected, decode_request, read_body
 from .logs import logger
 from .providers.base import Route, StreamOutput, StreamTranslator, UpstreamRequest
 from .sse import encode_event
@@ -34,7 +35,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
 # A stream silent this long gets an SSE comment, which clients ignore: a model that thinks
 # before its first token must not look dead to nginx (proxy_read_timeout: 60 s by default) or
 # to a client's idle timeout.
@@ -54,10 +54,6 @@ _SSE_START: Message = {
         (b"x-accel-buffering", b"no"),
     ],
 }
-
-
-class ClientDisconnected(Exception):
-    pass
 
 
 class _Outcome:
@@ -89,23 +85,6 @@ class _Outcome:
         self.error = ""
 
 
-async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        body = message.get("body", b"")
-        if body:
-            size += len(body)
-            if size > limit:
-                raise RequestTooLargeError(f"request body is larger than {limit} bytes")
-            chunks.append(body)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 async def send_json(
     send: Send, status: int, body: bytes, extra: dict[str, str] | None = None
 ) -> None:
@@ -118,17 +97,6 @@ async def send_json(
 
 async def send_error(send: Send, error: RouterError) -> None:
     await send_json(send, error.status, error.envelope(), error.headers)
-
-
-def decode_request(body: bytes) -> MessagesRequest:
-    if not body:
-        raise InvalidRequestError("request body is empty: expected a JSON Messages API request")
-    try:
-        return request_decoder.decode(body)
-    except msgspec.ValidationError as error:
-        raise InvalidRequestError(f"invalid request: {error}") from None
-    except msgspec.DecodeError as error:
-        raise InvalidRequestError(f"request body is not valid JSON: {error}") from None
 
 
 def normalize(request: MessagesRequest) -> MessagesRequest:
