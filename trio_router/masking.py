@@ -1,4 +1,4 @@
-"""What counts as a secret in a config, and how secrets are masked for people and redacted from text.
+"""What counts as a secret in a config; masking secrets for people, redacting them from text.
 
 One set of rules for every place a secret could leave the process: ``GET /api/config`` (masked),
 the log, error messages to clients and upstream error text relayed to them (redacted).
