@@ -29,6 +29,7 @@ from .errors import (
 )
 from .intake import MAX_BODY_BYTES, decode_request
 from .logs import logger
+from .masking import config_secrets
 from .messages import MessagesHandler
 from .state import State, data_dir
 from .tokens import count_tokens, encoding
@@ -228,6 +229,6 @@ def create_app(loaded: LoadedConfig | None = None) -> RouterApp:
         enabled=config.LOG,
         level=config.LOG_LEVEL,
         directory=data_dir(loaded) / "logs",
-        secrets=[config.APIKEY, *(p.api_key for p in config.Providers)],
+        secrets=config_secrets(config),
     )
     return RouterApp(State(loaded, build_transformers(loaded)))
