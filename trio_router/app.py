@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from . import __version__, auth, config_store, logs
+from . import __version__, auth, config_store, connections, logs
 from .config import Config, ConfigError, LoadedConfig, default_config_path, load
 from .errors import (
     InvalidRequestError,
@@ -33,7 +34,7 @@ from .masking import config_secrets
 from .messages import MessagesHandler
 from .state import State, data_dir
 from .tokens import count_tokens, encoding
-from .transformers import TransformerConfigError, Transformers
+from .transformers import TransformerConfigError, Transformers, api_loader
 from .usage import SessionUsage
 
 Scope = MutableMapping[str, Any]
@@ -65,7 +66,6 @@ def build_transformers(loaded: LoadedConfig) -> Transformers:
 def quart_app(state: State) -> QuartTrio:
     app = QuartTrio("trio_router")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    api_key = state.config.APIKEY.encode()
 
     @app.before_serving
     async def warm_up() -> None:
@@ -81,12 +81,13 @@ def quart_app(state: State) -> QuartTrio:
     @app.before_request
     async def check_auth() -> Response | None:
         g.started = time.perf_counter()
-        if api_key and auth.protected(request.path):
+        key = auth.key_for(request.path, state.config.APIKEY, state.config.ADMIN_KEY)
+        if key:
             headers = [
                 (k.lower().encode(), v.encode("latin-1")) for k, v in request.headers.items()
             ]
             try:
-                auth.check(headers, api_key)
+                auth.check(headers, key.encode())
             except RouterError as error:
                 return _error(error)
         return None
@@ -132,19 +133,38 @@ def quart_app(state: State) -> QuartTrio:
 
     @app.get("/api/config")
     async def get_config() -> Response:
-        return _json(config_store.masked(state.loaded.raw))
+        # The file as it is now, not as it was at start: a client saves back what it shows.
+        path = _config_path(state)
+        try:
+            current = await trio.to_thread.run_sync(config_store.current, path, state.loaded)
+        except ConfigError as error:
+            raise RouterError(
+                f"the config file cannot be shown: {error}; fix it or POST a whole config"
+            ) from None
+        return _json(config_store.masked(current))
 
     @app.post("/api/config")
     async def post_config() -> Response:
         path = _config_path(state)
         body = await request.body
+        allow_no_auth = request.args.get("allow_no_auth") == "true"
+        # Custom transformers are named, never imported: the API must not run code.
+        loader = api_loader(state.transformers, path.parent, state.config.TRANSFORMERS_DIR)
 
         def check(config: Config) -> None:
-            Transformers(config, path.parent)
+            Transformers(config, path.parent, loader)
 
         try:
             backup, _ = await trio.to_thread.run_sync(
-                config_store.write, path, body, dict(os.environ), check
+                partial(
+                    config_store.write,
+                    path,
+                    body,
+                    dict(os.environ),
+                    state.loaded,
+                    allow_no_auth=allow_no_auth,
+                    check=check,
+                )
             )
         except ConfigError as error:
             raise InvalidRequestError("invalid config: " + "; ".join(error.problems)) from None
@@ -164,7 +184,7 @@ def quart_app(state: State) -> QuartTrio:
     @app.post("/api/config/backup")
     async def post_backup() -> Response:
         path = _config_path(state)
-        backup = await trio.to_thread.run_sync(config_store.backup, path)
+        backup = await trio.to_thread.run_sync(config_store.backup, path, state.config.BACKUPS_KEPT)
         if backup is None:
             raise NotFoundError(f"no config file at {path} to back up")
         return _json({"success": True, "backup": str(backup)})
@@ -207,7 +227,7 @@ class RouterApp:
     def __init__(self, state: State) -> None:
         self.state = state
         self.messages = MessagesHandler(state)
-        self.quart = quart_app(state)
+        self.quart = connections.Connections(quart_app(state), state.bodies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -217,7 +237,7 @@ class RouterApp:
         ):
             await self.messages(scope, receive, send)
         else:
-            await self.quart(scope, receive, send)  # type: ignore[arg-type]
+            await self.quart(scope, receive, send)
 
 
 def create_app(loaded: LoadedConfig | None = None) -> RouterApp:
@@ -231,4 +251,9 @@ def create_app(loaded: LoadedConfig | None = None) -> RouterApp:
         directory=data_dir(loaded) / "logs",
         secrets=config_secrets(config),
     )
+    if loaded.path is not None:
+        try:
+            config_store.tidy(loaded.path, config.BACKUPS_KEPT)
+        except OSError as error:
+            logger.warning("cannot tidy the config's backups: %s", error)
     return RouterApp(State(loaded, build_transformers(loaded)))

@@ -1,7 +1,8 @@
 """API-key authentication for ``/v1/*`` and ``/api/*``.
 
 Accepts ``Authorization: Bearer KEY`` (Claude Code's ``ANTHROPIC_AUTH_TOKEN``) and ``x-api-key``
-(``ANTHROPIC_API_KEY``), compared in constant time.
+(``ANTHROPIC_API_KEY``), compared in constant time. Clients hold ``APIKEY``; the management API
+takes ``ADMIN_KEY`` when one is set, so that a client key cannot rewrite the config.
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ from collections.abc import Iterable
 from .errors import AuthenticationError
 
 
-def protected(path: str) -> bool:
-    return path.startswith(("/v1/", "/api/")) or path in ("/v1", "/api")
+def key_for(path: str, api_key: str, admin_key: str) -> str:
+    """The key that opens ``path``; empty when the path is open."""
+    if path == "/api" or path.startswith("/api/"):
+        return admin_key or api_key
+    if path == "/v1" or path.startswith("/v1/"):
+        return api_key
+    return ""
 
 
 def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:

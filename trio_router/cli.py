@@ -35,11 +35,16 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def bind_host(host: str, api_key: str) -> tuple[str, str | None]:
-    """The host to bind, and a warning when the requested one was refused."""
+def bind_host(host: str, api_key: str, admin_key: str = "") -> tuple[str, str | None]:
+    """The host to bind, and a warning when the requested one was refused.
+
+    Without ``APIKEY`` the Messages API is open, so only this machine may reach it; an
+    ``ADMIN_KEY`` alone protects only ``/api/*`` and does not change that.
+    """
     if not api_key and host != LOOPBACK:
+        alone = " (ADMIN_KEY alone leaves /v1/* open)" if admin_key else ""
         return LOOPBACK, (
-            f"no APIKEY is set, so the server binds to {LOOPBACK} instead of {host}: "
+            f"no APIKEY is set, so the server binds to {LOOPBACK} instead of {host}{alone}: "
             "set APIKEY in the config to accept connections from other machines"
         )
     return host, None
@@ -59,7 +64,7 @@ def start(args: argparse.Namespace) -> int:
     if loaded.path is not None:
         # Worker processes load the app themselves, from the same file.
         os.environ["CONFIG_PATH"] = str(loaded.path)
-    host, warning = bind_host(config.HOST or DEFAULT_HOST, config.APIKEY)
+    host, warning = bind_host(config.HOST or DEFAULT_HOST, config.APIKEY, config.ADMIN_KEY)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
 

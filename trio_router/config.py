@@ -6,6 +6,7 @@ Every problem is reported with the file and the place (``Providers[1].api_base_u
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -17,6 +18,9 @@ from msgspec import Struct
 DEFAULT_PORT = 3456
 DEFAULT_HOST = "127.0.0.1"
 LOG_LEVELS = ("fatal", "error", "warn", "info", "debug", "trace")
+DEFAULT_BACKUPS_KEPT = 50
+# A config nests about ten levels; far deeper JSON is an attack on the recursive code that walks it.
+MAX_DEPTH = 64
 
 
 class Provider(Struct, frozen=True, forbid_unknown_fields=True):
@@ -54,6 +58,11 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     LOG: bool = True
     LOG_LEVEL: str = "info"
     API_TIMEOUT_MS: int = 600_000
+    # Where POST /api/config may point `transformers[].path` (besides the ones loaded at start).
+    # Fixed at start: the API cannot change it, or it could choose which code the router runs.
+    TRANSFORMERS_DIR: str = ""
+    # How many backups of the config file `.backups/` keeps; older ones are removed.
+    BACKUPS_KEPT: int = DEFAULT_BACKUPS_KEPT
     Providers: list[Provider] = []
     Router: RouterRules = RouterRules()
     transformers: list[CustomTransformer] = []
@@ -169,9 +178,46 @@ def _msgspec_path(error: msgspec.ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
+# Host name labels per RFC 1123 section 2.1; RFC 3696 section 2 rules out an all-numeric top
+# label, which here would be a mistyped IPv4 address.
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be bound, judged by its syntax alone (no DNS lookup)."""
+    if not host:
+        return None  # the default
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    if (
+        len(host) <= 253
+        and all(_HOST_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    ):
+        return None
+    return f"HOST: must be an IP address or a host name, got {host!r}"
+
+
 def validate(config: Config) -> list[str]:
     """Cross-field problems that the schema alone cannot see."""
     problems: list[str] = []
+    host = host_problem(config.HOST)
+    if host:
+        problems.append(host)
+    if config.ADMIN_KEY and config.ADMIN_KEY == config.APIKEY:
+        problems.append("ADMIN_KEY: must differ from APIKEY, or clients could manage the router")
+    if config.BACKUPS_KEPT < 1:
+        problems.append(f"BACKUPS_KEPT: must be at least 1, got {config.BACKUPS_KEPT}")
+    # A NUL byte is the one thing no file system path can hold: os functions raise on it.
+    if "\0" in config.TRANSFORMERS_DIR:
+        problems.append("TRANSFORMERS_DIR: must not contain a NUL character")
+    for i, spec in enumerate(config.transformers):
+        if "\0" in spec.path:
+            problems.append(f"transformers[{i}].path: must not contain a NUL character")
     names: set[str] = set()
     for i, provider in enumerate(config.Providers):
         if provider.name in names:
@@ -232,15 +278,43 @@ def parse(raw: dict[str, Any], source: str, env: dict[str, str]) -> Config:
     return config
 
 
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests, counted without recursion (it may nest too deeply for it)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def decode_json(text: str | bytes, source: str) -> dict[str, Any]:
+    """A config's JSON object; bad UTF-8, bad JSON and absurd nesting are each a problem."""
     if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ConfigError(source, [f"not valid UTF-8 (byte {error.start})"]) from None
+    too_deep = f"nested more than {MAX_DEPTH} levels deep"
     try:
         raw = msgspec.json.decode(text)
     except msgspec.DecodeError as error:
         raise ConfigError(source, [_json_position(text, error)]) from None
+    except RecursionError:  # msgspec's own limit, near Python's recursion limit
+        raise ConfigError(source, [too_deep]) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, ["the top level must be a JSON object"])
+    if _depth(raw) > MAX_DEPTH:
+        raise ConfigError(source, [too_deep])
     return raw
 
 
@@ -248,6 +322,9 @@ def apply_env_overrides(config: Config, env: dict[str, str]) -> Config:
     """``PORT`` and ``HOST`` in the environment override the file, as the seed README says."""
     changes: dict[str, Any] = {}
     if env.get("HOST"):
+        problem = host_problem(env["HOST"])
+        if problem:
+            raise ConfigError("environment", [problem])
         changes["HOST"] = env["HOST"]
     if env.get("PORT"):
         try:
@@ -272,7 +349,7 @@ def load(path: Path | None = None) -> LoadedConfig:
             raise ConfigError(str(path), ["file not found"])
         return LoadedConfig(apply_env_overrides(Config(), env), None, {})
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes()
     except OSError as error:
         raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from None
     raw = decode_json(text, str(path))

@@ -6,22 +6,28 @@ chain is a *format* (openrouter/openai, deepseek, gemini, anthropic), which deci
 format; with none named, ``openrouter`` is used, and a per-model chain without one keeps the
 provider's. The other entries are hooks (:class:`hooks.Transformer`) applied in order around
 the format. Chains are built once at start-up, so an unknown name or a bad option fails there.
+
+Custom transformer files are imported only at start-up, from the config the operator wrote. A
+config sent to ``POST /api/config`` is checked with :func:`api_loader`, which never imports.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .anthropic import MessageResponse, MessagesRequest, StreamEvent, Usage
 from .config import Config, CustomTransformer, Provider
 from .errors import RouterError, TransformerError
 from .hooks import BUILTIN_HOOKS, HOOK_METHODS, Transformer, overrides
+from .intake import nested_too_deeply
 from .logs import logger
 from .providers.base import ProviderFormat, Route, StreamOutput, UpstreamRequest
 
@@ -38,6 +44,8 @@ BUILTIN_FORMATS: dict[str, tuple[str, str]] = {
 DEFAULT_FORMAT = "openrouter"
 
 Entry = tuple[str, dict[str, Any]]
+# Gives the class a `transformers` entry names; `where` is its place in the config.
+Loader = Callable[[CustomTransformer, str], type[Transformer]]
 
 
 class TransformerConfigError(Exception):
@@ -121,6 +129,13 @@ def _call(name: str, method: Callable[..., Any], *args: Any) -> Any:
         return method(*args)
     except RouterError:
         raise
+    except RecursionError as error:
+        # JSON nested deeper than the stack allows (msgspec raises this too): the client's
+        # fault in its request, the provider's in an answer.
+        answer = ("parse_response", "transform_response", "transform_event")
+        if getattr(method, "__name__", "") not in answer:
+            raise nested_too_deeply() from None
+        raise transformer_failure(name, error) from error
     except Exception as error:
         raise transformer_failure(name, error) from error
 
@@ -159,7 +174,7 @@ def load_custom(spec: CustomTransformer, where: str, base: Path) -> type[Transfo
     subclass :class:`hooks.Transformer`, and if it does not, it is given that base so that the
     hooks it leaves out do nothing.
     """
-    path = (base / Path(spec.path).expanduser()).resolve()
+    path = _resolved(base, spec.path)
     if not path.is_file():
         raise TransformerConfigError(f"{where}.path: {path}: file not found")
     module_name = f"trio_router_custom_{path.stem}_{abs(hash(str(path)))}"
@@ -202,17 +217,117 @@ def load_custom(spec: CustomTransformer, where: str, base: Path) -> type[Transfo
     return adapted
 
 
+def _lexical(base: Path, path: str) -> Path:
+    return Path(os.path.normpath(base / os.path.expanduser(path)))
+
+
+def _resolved(base: Path, path: str) -> Path:
+    """Where ``path`` (relative: to ``base``) leads, symlinks followed."""
+    return Path(os.path.realpath(base / os.path.expanduser(path)))
+
+
+def _literal_names(node: ast.ClassDef) -> list[str]:
+    """The string constants a class body assigns to ``name``."""
+    found: list[str] = []
+    for statement in node.body:
+        if isinstance(statement, ast.Assign):
+            targets = statement.targets
+        elif isinstance(statement, ast.AnnAssign):
+            targets = [statement.target]
+        else:
+            continue
+        value = statement.value
+        if (
+            any(isinstance(target, ast.Name) and target.id == "name" for target in targets)
+            and isinstance(value, ast.Constant)
+            and isinstance(value.value, str)
+            and value.value
+        ):
+            found.append(value.value)
+    return found
+
+
+def _static_name(path: Path, where: str) -> str:
+    """The ``name`` of the one transformer class in ``path``, read from its source, never run."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=path.name)
+    except (OSError, SyntaxError, ValueError, RecursionError) as error:
+        raise TransformerConfigError(f"{where}: not readable as Python: {error}") from None
+    names = [
+        name
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        for name in _literal_names(node)
+    ]
+    if len(names) != 1:
+        raise TransformerConfigError(
+            f"{where}: expected one class with a non-empty string `name`, found {len(names)}"
+        )
+    if names[0] in BUILTIN_FORMATS or names[0] in BUILTIN_HOOKS:
+        raise TransformerConfigError(
+            f"{where}: name {names[0]!r} is already a built-in transformer"
+        )
+    return names[0]
+
+
+def _unloaded(found: str) -> type[Transformer]:
+    """Stands in for a file that is imported only at the next start, where its options are
+    checked too."""
+
+    class Unloaded(Transformer):
+        name: ClassVar[str] = found
+
+    return Unloaded
+
+
+def api_loader(running: Transformers, base: Path, directory: str) -> Loader:
+    """How a config sent to the API may name custom transformers, without importing any.
+
+    A path is either a file this process loaded at start (its class is reused) or a file inside
+    ``directory`` (``TRANSFORMERS_DIR``), whose class name is read from the source. Any other
+    path gets the same answer whatever exists there, so the API cannot probe the disk.
+    """
+    # Inside both as written and with symlinks followed.
+    roots = (_lexical(base, directory), _resolved(base, directory)) if directory else None
+
+    def load(spec: CustomTransformer, where: str) -> type[Transformer]:
+        path = _resolved(base, spec.path)
+        known = running.files.get(path)
+        if known is not None:
+            return known
+        if roots is None or not (
+            _lexical(base, spec.path).is_relative_to(roots[0]) and path.is_relative_to(roots[1])
+        ):
+            raise TransformerConfigError(
+                f"{where}.path: {spec.path!r}: a config sent to the API may name only a "
+                "transformer loaded at start or a file inside TRANSFORMERS_DIR"
+                + (f" ({directory})" if directory else ", which is not set")
+            )
+        if not path.is_file():
+            raise TransformerConfigError(f"{where}.path: {spec.path!r}: no such file")
+        return _unloaded(_static_name(path, f"{where}.path: {spec.path!r}"))
+
+    return load
+
+
 class Transformers:
     """Every chain the config asks for, built at start-up."""
 
-    def __init__(self, config: Config, base: Path | None = None) -> None:
+    def __init__(
+        self, config: Config, base: Path | None = None, loader: Loader | None = None
+    ) -> None:
+        """``loader`` gives the custom classes; by default it imports their files."""
+        where_from = base or Path.cwd()
         self.hooks: dict[str, type[Transformer]] = dict(BUILTIN_HOOKS)
         self.custom: dict[str, str] = {}
+        # Each custom class by the file it came from, for api_loader.
+        self.files: dict[Path, type[Transformer]] = {}
         # A custom transformer's options from the config's `transformers` list: defaults that
         # each `use` entry's own options override.
         self.defaults: dict[str, dict[str, Any]] = {}
         for i, spec in enumerate(config.transformers):
-            cls = load_custom(spec, f"transformers[{i}]", base or Path.cwd())
+            where = f"transformers[{i}]"
+            cls = loader(spec, where) if loader else load_custom(spec, where, where_from)
             if cls.name in self.custom:
                 raise TransformerConfigError(
                     f"transformers[{i}]: name {cls.name!r} is also defined by "
@@ -220,6 +335,7 @@ class Transformers:
                 )
             self.hooks[cls.name] = cls
             self.custom[cls.name] = spec.path
+            self.files[_resolved(where_from, spec.path)] = cls
             self.defaults[cls.name] = dict(spec.options)
         self._chains: dict[tuple[str, str | None], Chain] = {}
         for i, provider in enumerate(config.Providers):
