@@ -170,7 +170,7 @@ async def assert_router_records(
     cache_read: int,
 ) -> list[str]:
     """Each request is logged with the session Claude Code sent; the CLI and the usage API saw
-    the tokens the fake reported (``requests`` counts the requests that reported usage)."""
+    the tokens the fake reported (``requests`` counts every request)."""
     lines = await request_log_lines(run, len(fake.requests))
     assert len(lines) == len(fake.requests), lines
     for line in lines:
@@ -458,7 +458,7 @@ async def test_broken_stream_falls_back_to_a_non_streaming_request(
         run,
         fake,
         "openrouter",
-        requests=2,
+        requests=3,
         input_tokens=sum(u.prompt - u.cached for u in reported),
         output_tokens=sum(u.completion for u in reported),
         cache_read=sum(u.cached for u in reported),

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import msgspec
 
+from .config import Provider
+from .masking import Redactor, provider_secrets
+
 # https://docs.anthropic.com/en/api/errors#http-errors
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
@@ -25,10 +28,30 @@ _TYPE_BY_STATUS = {
 }
 
 
+# The other way, for an error that comes without a status (an error event inside a stream): the
+# status Anthropic answers with for each type; an upstream's api_error is the gateway's 502.
+_STATUS_BY_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 502,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
 def error_type_for_status(status: int) -> str:
     if status in _TYPE_BY_STATUS:
         return _TYPE_BY_STATUS[status]
     return "invalid_request_error" if 400 <= status < 500 else "api_error"
+
+
+def status_for_error_type(error_type: str) -> int:
+    return _STATUS_BY_TYPE.get(error_type, 502)
 
 
 class _Body(msgspec.Struct):
@@ -92,6 +115,27 @@ class RequestTooLargeError(RouterError):
 
 class UpstreamError(RouterError):
     """The provider answered with an error, or could not be reached."""
+
+
+def redact_provider_secrets(provider: Provider | None, text: str) -> str:
+    """``text`` with each secret of the provider's config replaced.
+
+    A provider may quote what it was sent (its key, a header, the ``?key=`` of its URL); a
+    stream translator knows only its route's provider. Meant for error paths: it builds the
+    redactor on each call.
+    """
+    if provider is None:
+        return text
+    return Redactor(provider_secrets(provider))(text)
+
+
+def upstream_error(
+    provider: Provider | None, message: str, *, status: int, error_type: str | None = None
+) -> UpstreamError:
+    """An error made of a provider's own text, the provider's secrets redacted from it."""
+    return UpstreamError(
+        redact_provider_secrets(provider, message), status=status, error_type=error_type
+    )
 
 
 class TransformerError(RouterError):

@@ -1,16 +1,20 @@
-"""Log files in ``logs/`` with size-based rotation, the config's levels, and key redaction.
+"""Log files in ``logs/`` with size-based rotation, the config's levels, and safe lines.
 
 Levels are the seed's ``fatal, error, warn, info, debug, trace``; ``trace`` sits below DEBUG.
-Every record passes a filter that replaces any configured secret (the router key, provider keys)
-with ``***``, so no key reaches a file even if a message quotes a header or a URL.
+Every record is formatted by :class:`SafeFormatter`, so no call site can forget that a message
+may quote a secret (a header, a URL) or text a client controls (a path, a session id, a model).
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+from .masking import Redactor
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -29,23 +33,47 @@ BACKUP_COUNT = 5
 
 logger = logging.getLogger("trio_router")
 
+# C0, DEL and C1 controls, and the two Unicode line separators: whatever a log reader (or
+# str.splitlines) could take for the end of a line, or a terminal for a command.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
-class RedactSecrets(logging.Filter):
+
+def _escaped(match: re.Match[str]) -> str:
+    """``\\n``, ``\\r``, ``\\t``, else ``\\xNN`` (or ``\\uNNNN``) for a control character."""
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+class SafeFormatter(logging.Formatter):
+    """Every configured secret redacted, and no line anyone but the router can start.
+
+    A message is escaped onto one line. A traceback stays multi-line, its other controls
+    escaped and each of its lines indented: an exception's text may come from a client too,
+    and an indented line cannot pass for a record of its own.
+    """
+
     def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        # Longest first, so a key that contains another is masked whole.
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        super().__init__(
+            "%(asctime)s %(levelname)s [pid %(process)d] %(message)s", "%Y-%m-%dT%H:%M:%S%z"
+        )
+        self.redact = Redactor(secrets)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        message = record.getMessage()
-        masked = message
-        for secret in self.secrets:
-            masked = masked.replace(secret, "***")
-        if masked is not message and masked != message:
-            record.msg, record.args = masked, None
-        return True
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _CONTROL.sub(_escaped, self.redact(record.message))
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return self._block(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return self._block(stack_info)
+
+    def _block(self, text: str) -> str:
+        text = _CONTROL_BUT_NEWLINE.sub(_escaped, self.redact(text))
+        return "  " + text.replace("\n", "\n  ")
 
 
 def setup(
@@ -68,14 +96,10 @@ def setup(
         logger.removeFilter(old)
     logger.propagate = False
     logger.setLevel(LEVELS[level])
-    redact = RedactSecrets(secrets)
-    formatter = logging.Formatter(
-        "%(asctime)s %(levelname)s [pid %(process)d] %(message)s", "%Y-%m-%dT%H:%M:%S%z"
-    )
+    formatter = SafeFormatter(secrets)
     stderr = logging.StreamHandler()
     stderr.setLevel(logging.WARNING)
     stderr.setFormatter(formatter)
-    stderr.addFilter(redact)
     logger.addHandler(stderr)
     if not enabled:
         return None
@@ -86,6 +110,5 @@ def setup(
         path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8", delay=True
     )
     handler.setFormatter(formatter)
-    handler.addFilter(redact)
     logger.addHandler(handler)
     return path

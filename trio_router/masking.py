@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
-from .config import Config
+from .config import Config, Provider
 
 # Config fields whose whole value is a secret.
 SECRET_FIELDS = frozenset({"APIKEY", "ADMIN_KEY", "api_key"})
@@ -68,14 +68,19 @@ def header_secrets(name: str, value: str) -> list[str]:
     return [value, word] if word != value else [value]
 
 
+def provider_secrets(provider: Provider) -> list[str]:
+    """Every secret the router sends to this provider: what its error text could quote."""
+    found = [provider.api_key, *url_secrets(provider.api_base_url)]
+    for name, value in provider.headers.items():
+        found.extend(header_secrets(name, value))
+    return found
+
+
 def config_secrets(config: Config) -> list[str]:
     """Every secret value a loaded (interpolated) config holds."""
     found = [config.APIKEY, config.ADMIN_KEY]
     for provider in config.Providers:
-        found.append(provider.api_key)
-        found.extend(url_secrets(provider.api_base_url))
-        for name, value in provider.headers.items():
-            found.extend(header_secrets(name, value))
+        found.extend(provider_secrets(provider))
     return found
 
 

@@ -20,15 +20,16 @@ import trio
 
 from . import auth
 from .anthropic import ErrorBody, ErrorEvent, MessagesRequest, Usage
-from .errors import InvalidRequestError, RouterError
+from .errors import InvalidRequestError, RouterError, TransformerError, error_envelope
 from .intake import ClientDisconnected, decode_request, read_body
 from .logs import logger
+from .masking import Redactor, config_secrets
 from .providers.base import Route, StreamOutput, StreamTranslator, UpstreamRequest
 from .sse import encode_event
 from .state import State
 from .tokens import count_tokens
 from .transformers import Chain, transformer_failure
-from .upstream import upstream_chunks
+from .upstream import read_answer, upstream_chunks
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -95,10 +96,6 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, error: RouterError) -> None:
-    await send_json(send, error.status, error.envelope(), error.headers)
-
-
 def normalize(request: MessagesRequest) -> MessagesRequest:
     """Drop what only Anthropic's own API understands and no provider should see.
 
@@ -135,7 +132,7 @@ def session_id(headers: list[tuple[bytes, bytes]], request: MessagesRequest | No
         if user_id.startswith("{"):
             try:
                 found = msgspec.json.decode(user_id).get("session_id")
-            except (msgspec.DecodeError, AttributeError):
+            except (msgspec.DecodeError, AttributeError, RecursionError):  # nested too deep
                 found = None
             if isinstance(found, str) and found:
                 return _clean_session(found)
@@ -182,6 +179,8 @@ class MessagesHandler:
     def __init__(self, state: State) -> None:
         self.state = state
         self.api_key = state.config.APIKEY.encode()
+        # Every error message a client gets passes it: upstream text may quote a key.
+        self.redact = Redactor(config_secrets(state.config))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -191,7 +190,7 @@ class MessagesHandler:
         try:
             if self.api_key:
                 auth.check(headers, self.api_key)
-            body = await read_body(receive)
+            body = await read_body(receive, self.state.bodies)
             request = decode_request(body)
             outcome.session = session_id(headers, request)
             if not request.model:
@@ -200,18 +199,25 @@ class MessagesHandler:
         except ClientDisconnected:
             outcome.status = 499
         except RouterError as error:
-            outcome.status, outcome.error = error.status, error.message
-            if not outcome.started:
-                await send_error(send, error)
+            await self._fail(send, outcome, error)
         except Exception as error:
             logger.exception("unexpected error in /v1/messages")
-            outcome.status, outcome.error = 500, f"{type(error).__name__}: {error}"
-            if not outcome.started:
-                await send_error(send, RouterError(f"internal error: {outcome.error}"))
+            failure = RouterError(f"internal error: {type(error).__name__}: {error}")
+            await self._fail(send, outcome, failure)
         finally:
             if request is None:
                 outcome.session = session_id(headers, None)
             await self._finish(scope, request, outcome, started)
+
+    async def _fail(self, send: Send, outcome: _Outcome, error: RouterError) -> None:
+        """Answer with ``error``, every configured secret redacted from it. The request is
+        recorded first, so a client that saw its error reads usage that counts it."""
+        message = self.redact(error.message)
+        outcome.status, outcome.error = error.status, message
+        await self._record(outcome)
+        if not outcome.started:
+            envelope = error_envelope(error.error_type, message)
+            await send_json(send, error.status, envelope, error.headers)
 
     async def _handle(
         self,
@@ -289,6 +295,11 @@ class MessagesHandler:
                 if event_hooks is not None:
                     tail = event_hooks(tail, route)
             _take_usage(outcome, translator.usage)
+            # The error event the stream ended with, if any (redacted by the translator): the
+            # status it stands for is what the client effectively got.
+            failure: RouterError | None = translator.error
+            if failure is not None:
+                outcome.status, outcome.error = failure.status, failure.message
             # Recorded before the last event, so a client that saw its stream end reads
             # usage that includes it.
             await self._record(outcome)
@@ -298,13 +309,17 @@ class MessagesHandler:
             if not outcome.started:
                 raise
             if isinstance(error, RouterError):
-                body = ErrorBody(error.error_type, error.message)
+                failure = error
             else:
                 logger.exception("stream translation failed (%s)", fmt.name)
-                body = ErrorBody("api_error", f"transformer {fmt.name!r} failed: {error}")
-            outcome.error = body.message
+                failure = TransformerError(f"transformer {fmt.name!r} failed: {error}")
+            text = self.redact(failure.message)
+            outcome.status, outcome.error = failure.status, text
+            _take_usage(outcome, translator.usage)
+            await self._record(outcome)
             outcome.complete = True
-            await send({"type": "http.response.body", "body": encode_event(ErrorEvent(body))})
+            event = ErrorEvent(ErrorBody(failure.error_type, text))
+            await send({"type": "http.response.body", "body": encode_event(event)})
         finally:
             _take_usage(outcome, translator.usage)
 
@@ -317,8 +332,9 @@ class MessagesHandler:
         outcome: _Outcome,
     ) -> None:
         fmt = chain.format
-        async with self.state.upstream.open(upstream_request, route.provider.name, fmt) as response:
-            body = await response.aread()
+        provider = route.provider.name
+        async with self.state.upstream.open(upstream_request, provider, fmt) as response:
+            body = await read_answer(response, provider)
         raw_usage = chain.raw_usage
         if raw_usage is not None:
             # A passthrough answer goes back as it came, every field kept.
@@ -332,13 +348,14 @@ class MessagesHandler:
         await send_json(send, 200, answer)
 
     async def _record(self, outcome: _Outcome) -> None:
-        """Add the request's tokens to its session, once, whatever cancels the request."""
+        """Count the request and add its tokens to its session, once, whatever cancels it.
+
+        Every routed request counts, failed or cut short, with the tokens known by then.
+        """
         route = outcome.route
         if outcome.recorded or route is None:
             return
         outcome.recorded = True
-        if not (outcome.input_tokens or outcome.output_tokens):
-            return
         with trio.CancelScope(shield=True):
             try:
                 await self.state.usage.add(

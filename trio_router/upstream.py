@@ -18,11 +18,15 @@ import httpx
 
 from . import __version__
 from .errors import UpstreamError, error_type_for_status
+from .masking import mask_url
 from .providers.base import ProviderFormat, UpstreamRequest
 from .transport import TrioTransport
 
 # Headers of an upstream error worth handing to the client: when it may retry.
 _PASSED_ERROR_HEADERS = ("retry-after", "retry-after-ms")
+# The most of an answer (or an error body) held in memory: a provider, or anything that answers
+# at its URL, must not make a worker buffer without bound. Streams are not buffered.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
 
 
 # Undecoded bytes are cheapest per chunk; a provider that compresses anyway is decoded by
@@ -72,7 +76,7 @@ class Upstream:
             response.request = outgoing
             try:
                 if response.status_code >= 400:
-                    body = await response.aread()
+                    body = await read_answer(response, provider)
                     raise _status_error(response, body, provider, fmt)
                 yield response
             finally:
@@ -85,7 +89,7 @@ class Upstream:
             ) from None
         except httpx.ConnectError as error:
             raise UpstreamError(
-                f"cannot connect to provider {provider!r} at {request.url}: {error}",
+                f"cannot connect to provider {provider!r} at {mask_url(request.url)}: {error}",
                 status=502,
                 error_type="api_error",
             ) from None
@@ -108,6 +112,33 @@ def upstream_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
         assert isinstance(stream, httpx.AsyncByteStream)
         return aiter(stream)
     return response.aiter_bytes()
+
+
+async def read_answer(response: httpx.Response, provider: str) -> bytes:
+    """The whole body, or a 502 once it passes :data:`MAX_ANSWER_BYTES`.
+
+    Reading stops there; the connection is then closed, not pooled, because the transport
+    discards any connection whose body was not read to its end.
+    """
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+        raise _too_large(provider)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in upstream_chunks(response):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise _too_large(provider)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(provider: str) -> UpstreamError:
+    return UpstreamError(
+        f"provider {provider!r} answered more than {MAX_ANSWER_BYTES // (1024 * 1024)} MB",
+        status=502,
+        error_type="api_error",
+    )
 
 
 def _status_error(

@@ -12,6 +12,7 @@ import msgspec
 
 from ..anthropic import MessageResponse, MessagesRequest, StreamEvent, Usage
 from ..config import Provider
+from ..errors import UpstreamError
 
 # A stream translator may hand back ready SSE bytes (the anthropic passthrough does) as well as
 # events; the HTTP layer writes bytes as they are and encodes events.
@@ -39,10 +40,12 @@ class StreamTranslator(Protocol):
     ``feed`` takes any slice of the body (lines and UTF-8 sequences may be cut anywhere) and
     returns the events now complete. ``close`` is called once at the end of the body; when the
     upstream stream ended before it said it was done, it returns an ``ErrorEvent`` last.
-    ``usage`` holds the token counts seen so far.
+    ``usage`` holds the token counts seen so far; ``error`` the upstream's failure, if the
+    stream carried one, with the status the client effectively got (for the log and usage).
     """
 
     usage: Usage
+    error: UpstreamError | None
 
     def feed(self, data: bytes) -> list[StreamOutput]: ...
 

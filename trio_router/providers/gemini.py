@@ -68,7 +68,8 @@ from ..anthropic import (
     Usage,
     system_text,
 )
-from ..errors import UpstreamError, error_type_for_status
+from ..config import Provider
+from ..errors import UpstreamError, upstream_error
 from ..sse import SSEParser
 from .base import Route, StreamOutput, UpstreamRequest, extract_error_message
 from .schema import function_parameters, to_gemini_schema
@@ -207,7 +208,7 @@ class _ErrorInfo(Struct, rename="camel"):
 
 class _ErrorDetail(Struct):
     # https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes
-    code: int = 500
+    code: int | None = None
     message: str = ""
     status: str = ""
     details: list[_ErrorInfo] = []
@@ -574,19 +575,15 @@ def _usage(meta: _UsageMetadata, usage: Usage) -> None:
     usage.cache_read_input_tokens = cached
 
 
-def _status(error: _ErrorDetail) -> int:
+def _status(error: _ErrorDetail, fallback: int) -> int:
+    """``fallback``: the HTTP status the error came with, or 502 for one inside a 200 answer."""
     # An invalid key is a 400 INVALID_ARGUMENT with reason API_KEY_INVALID; Anthropic says 401.
     if error.status == "UNAUTHENTICATED" or any(
         d.reason == "API_KEY_INVALID" for d in error.details
     ):
         return 401
-    return error.code if 400 <= error.code < 600 else 500
-
-
-def _error_event(error: _ErrorDetail) -> ErrorEvent:
-    return ErrorEvent(
-        ErrorBody(error_type_for_status(_status(error)), error.message or error.status)
-    )
+    code = error.code
+    return code if code is not None and 400 <= code < 600 else fallback
 
 
 def _decode_error(body: bytes) -> _ErrorDetail | None:
@@ -667,7 +664,7 @@ class GeminiFormat:
             ) from None
         if chunk.error is not None:
             raise UpstreamError(
-                chunk.error.message or chunk.error.status, status=_status(chunk.error)
+                chunk.error.message or chunk.error.status, status=_status(chunk.error, 502)
             )
         seed = chunk.response_id or secrets.token_hex(8)
         blocks: list[ResponseBlock] = []
@@ -696,7 +693,7 @@ class GeminiFormat:
         )
 
     def stream_translator(self, request: MessagesRequest, route: Route) -> GeminiStreamTranslator:
-        return GeminiStreamTranslator(route.model)
+        return GeminiStreamTranslator(route.model, route.provider)
 
     def error_info(self, status: int, body: bytes) -> tuple[int, dict[str, str]]:
         """What the status line does not say: Gemini answers 400 for a bad key, where an
@@ -713,7 +710,7 @@ class GeminiFormat:
                 except ValueError:
                     continue
                 headers["retry-after"] = str(max(1, math.ceil(seconds)))
-        return _status(error), headers
+        return _status(error, status), headers
 
     def error_message(self, status: int, body: bytes) -> str:
         error = _decode_error(body)
@@ -767,15 +764,20 @@ class GeminiStreamTranslator:
         "_model",
         "_open",
         "_parser",
+        "_provider",
         "_saw_tool",
         "_seed",
         "_started",
+        "error",
         "usage",
     )
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, provider: Provider | None = None) -> None:
         self.usage = Usage(cache_read_input_tokens=0)
+        # The error event the stream ended with, for the request log (status, message).
+        self.error: UpstreamError | None = None
         self._model = model
+        self._provider = provider  # whose secrets are redacted from upstream error text
         self._parser = SSEParser()
         self._seed = secrets.token_hex(8)
         self._started = False
@@ -815,11 +817,9 @@ class GeminiStreamTranslator:
             return out
         error = _decode_error(self._head.strip()) if self._head else None
         if error is not None:
-            out.append(_error_event(error))
+            self._gemini_error(error, out)
         else:
-            message = "Gemini stream ended before a finishReason"
-            out.append(ErrorEvent(ErrorBody("api_error", message)))
-        self._done = True
+            self._fail("Gemini stream ended before a finishReason", 502, out)
         return out
 
     def _event(self, data: bytes, out: list[StreamOutput]) -> None:
@@ -827,13 +827,11 @@ class GeminiStreamTranslator:
         try:
             chunk = _chunk_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            out.append(ErrorEvent(ErrorBody("api_error", f"unreadable Gemini chunk: {error}")))
-            self._done = True
+            self._fail(f"unreadable Gemini chunk: {error}", 502, out)
             return
         if chunk.error is not None:
             # Like Anthropic's own mid-stream errors: an error event, nothing closed after it.
-            out.append(_error_event(chunk.error))
-            self._done = True
+            self._gemini_error(chunk.error, out)
             return
         if chunk.usage_metadata is not None:
             _usage(chunk.usage_metadata, self.usage)
@@ -900,12 +898,19 @@ class GeminiStreamTranslator:
             out.append(ContentBlockStop(self._index))
             self._open = _NONE
 
+    def _gemini_error(self, error: _ErrorDetail, out: list[StreamOutput]) -> None:
+        self._fail(error.message or error.status, _status(error, 502), out)
+
+    def _fail(self, message: str, status: int, out: list[StreamOutput]) -> None:
+        self._done = True
+        error = self.error = upstream_error(self._provider, message, status=status)
+        out.append(ErrorEvent(ErrorBody(error.error_type, error.message)))
+
     def _end(self, out: list[StreamOutput]) -> None:
         self._done = True
         finish = self._finish or ""
         if finish in _BROKEN_CALLS:
-            message = f"Gemini {finish}: {self._finish_message or 'no usable answer'}"
-            out.append(ErrorEvent(ErrorBody("api_error", message)))
+            self._fail(f"Gemini {finish}: {self._finish_message or 'no usable answer'}", 502, out)
             return
         self._close_block(out)
         usage = self.usage

@@ -63,7 +63,14 @@ from ..anthropic import (
     Usage,
     system_text,
 )
-from ..errors import InvalidRequestError, UpstreamError, error_type_for_status
+from ..config import Provider
+from ..errors import (
+    InvalidRequestError,
+    UpstreamError,
+    error_type_for_status,
+    status_for_error_type,
+    upstream_error,
+)
 from ..sse import SSEParser
 from .base import Route, StreamOutput, UpstreamRequest, extract_error_message
 
@@ -775,9 +782,14 @@ class ChatStreamTranslator:
     text or thinking block can always be closed when something else is waiting.
     """
 
-    def __init__(self, model: str, repair_tool_json: bool = False) -> None:
+    def __init__(
+        self, model: str, repair_tool_json: bool = False, provider: Provider | None = None
+    ) -> None:
         self.usage = Usage()
+        # The error event the stream ended with, for the request log (status, message).
+        self.error: UpstreamError | None = None
         self._model = model
+        self._provider = provider  # whose secrets are redacted from upstream error text
         self._repair = repair_tool_json
         self._parser = SSEParser()
         self._message_id = _message_id()
@@ -806,7 +818,7 @@ class ChatStreamTranslator:
                 if self._done:
                     break
         except UpstreamError as error:  # tool arguments that could not be repaired
-            self._fail(out, error.error_type, error.message)
+            self._fail(out, error.message, error.status, error.error_type)
         return out
 
     def close(self) -> list[StreamOutput]:
@@ -821,9 +833,9 @@ class ChatStreamTranslator:
             if self._finished:
                 self._finish(out)
             else:
-                self._fail(out, "api_error", "upstream stream ended before completion")
+                self._fail(out, "upstream stream ended before completion", 502)
         except UpstreamError as error:
-            self._fail(out, error.error_type, error.message)
+            self._fail(out, error.message, error.status, error.error_type)
         return out
 
     # -- one SSE data payload
@@ -839,16 +851,14 @@ class ChatStreamTranslator:
             chunk = _chunk_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             if not final:
-                self._fail(
-                    out, "api_error", f"upstream sent an invalid stream chunk: {data[:200]!r}"
-                )
+                self._fail(out, f"upstream sent an invalid stream chunk: {data[:200]!r}", 502)
             return
         if chunk.error is not None:
             error = chunk.error
-            self._fail(out, _error_type(error.code, error.type), error.message or "upstream error")
+            self._upstream_failed(out, error.code, error.type, error.message)
             return
         if chunk.object == "error":
-            self._fail(out, _error_type(chunk.code, None), chunk.message or "upstream error")
+            self._upstream_failed(out, chunk.code, None, chunk.message)
             return
         if not self._started:
             self._start_message(chunk.model, out)
@@ -1020,9 +1030,26 @@ class ChatStreamTranslator:
         out.append(MessageDelta(MessageDeltaBody(reason, sequence), counts))
         out.append(MessageStop())
 
-    def _fail(self, out: list[StreamOutput], error_type: str, message: str) -> None:
+    def _upstream_failed(
+        self, out: list[StreamOutput], code: Any, kind: str | None, message: str | None
+    ) -> None:
+        """An error object inside the stream; its code is the status when it is an HTTP one."""
+        error_type = _error_type(code, kind)
+        status = (
+            code
+            if isinstance(code, int) and 400 <= code < 600
+            else status_for_error_type(error_type)
+        )
+        self._fail(out, message or "upstream error", status, error_type)
+
+    def _fail(
+        self, out: list[StreamOutput], message: str, status: int, error_type: str | None = None
+    ) -> None:
         self._done = True
-        out.append(ErrorEvent(ErrorBody(error_type, message)))
+        error = self.error = upstream_error(
+            self._provider, message, status=status, error_type=error_type
+        )
+        out.append(ErrorEvent(ErrorBody(error.error_type, error.message)))
 
 
 # --- the formats -----------------------------------------------------------------------------
@@ -1060,7 +1087,7 @@ class OpenAIFormat:
         return message_response(chat, route.model, self.options.repair_tool_json)
 
     def stream_translator(self, request: MessagesRequest, route: Route) -> ChatStreamTranslator:
-        return ChatStreamTranslator(route.model, self.options.repair_tool_json)
+        return ChatStreamTranslator(route.model, self.options.repair_tool_json, route.provider)
 
     def error_message(self, status: int, body: bytes) -> str:
         return extract_error_message(body)

@@ -26,7 +26,13 @@ from ..anthropic import (
     Usage,
     response_decoder,
 )
-from ..errors import UpstreamError
+from ..config import Provider
+from ..errors import (
+    UpstreamError,
+    redact_provider_secrets,
+    status_for_error_type,
+    upstream_error,
+)
 from ..sse import SSEParser
 from .base import Route, StreamOutput, UpstreamRequest, extract_error_message
 
@@ -61,11 +67,22 @@ class _UsageBody(Struct):
     usage: _Usage | None = None
 
 
+class _ErrorDetail(Struct):
+    type: str = "api_error"
+    message: str = ""
+
+
+class _ErrorEvent(Struct):
+    # https://docs.anthropic.com/en/docs/build-with-claude/streaming#error-events
+    error: _ErrorDetail | None = None
+
+
 _usage_body_decoder = msgspec.json.Decoder(_UsageBody)
 _encode = msgspec.json.Encoder().encode
 _start_decoder = msgspec.json.Decoder(_MessageStart)
 _delta_decoder = msgspec.json.Decoder(_MessageDelta)
 _type_decoder = msgspec.json.Decoder(_Typed)
+_error_decoder = msgspec.json.Decoder(_ErrorEvent)
 _raw_body_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
@@ -91,16 +108,24 @@ def _merge(usage: Usage, update: _Usage) -> Usage:
 
 
 class PassthroughStreamTranslator:
-    """Hands the upstream's SSE bytes on unchanged, watching usage and the end of the stream."""
+    """Hands the upstream's SSE bytes on unchanged, watching usage and the end of the stream.
 
-    def __init__(self) -> None:
+    The one exception: the bytes that complete an upstream ``error`` event go out with the
+    provider's secrets redacted, since its error text may quote the key it was sent.
+    """
+
+    def __init__(self, provider: Provider | None = None) -> None:
         self.usage = Usage()
+        # The error event the stream ended with, for the request log (status, message).
+        self.error: UpstreamError | None = None
+        self._provider = provider
         self._parser = SSEParser()
         self._ended = False  # message_stop or an error event was seen
 
     def feed(self, data: bytes) -> list[StreamOutput]:
         for event in self._parser.feed(data):
-            self._watch(event.event, event.data)
+            if self._watch(event.event, event.data):
+                data = self._redact(data)
         return [data] if data else []
 
     def close(self) -> list[StreamOutput]:
@@ -109,21 +134,44 @@ class PassthroughStreamTranslator:
         if self._ended:
             return []
         self._ended = True
-        return [ErrorEvent(ErrorBody("api_error", "upstream stream ended before completion"))]
+        error = self.error = UpstreamError("upstream stream ended before completion", status=502)
+        return [ErrorEvent(ErrorBody(error.error_type, error.message))]
 
-    def _watch(self, name: bytes | None, data: bytes) -> None:
+    def _redact(self, data: bytes) -> bytes:
+        # surrogateescape: any bytes survive the round trip, valid UTF-8 or not.
+        text = redact_provider_secrets(self._provider, data.decode("utf-8", "surrogateescape"))
+        return text.encode("utf-8", "surrogateescape")
+
+    def _watch(self, name: bytes | None, data: bytes) -> bool:
+        """True for the upstream's own error event."""
         if name is None:
             # The event line is optional in SSE; then the JSON's own type says what it is.
             try:
                 name = _type_decoder.decode(data).type.encode()
             except (msgspec.DecodeError, msgspec.ValidationError):
-                return
+                return False
         if name == b"message_delta":
             self._usage(_delta_decoder, data)
         elif name == b"message_start":
             self._usage(_start_decoder, data)
-        elif name in (b"message_stop", b"error"):
+        elif name == b"message_stop":
             self._ended = True
+        elif name == b"error":
+            self._ended = True
+            try:
+                detail = _error_decoder.decode(data).error
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                detail = None
+            if detail is None:
+                detail = _ErrorDetail(message=data.decode("utf-8", "replace"))
+            self.error = upstream_error(
+                self._provider,
+                detail.message or "upstream error",
+                status=status_for_error_type(detail.type),
+                error_type=detail.type,
+            )
+            return True
+        return False
 
     def _usage(self, decoder: msgspec.json.Decoder[Any], data: bytes) -> None:
         try:
@@ -193,7 +241,7 @@ class AnthropicFormat:
     def stream_translator(
         self, request: MessagesRequest, route: Route
     ) -> PassthroughStreamTranslator:
-        return PassthroughStreamTranslator()
+        return PassthroughStreamTranslator(route.provider)
 
     def error_message(self, status: int, body: bytes) -> str:
         return extract_error_message(body)

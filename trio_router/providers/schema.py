@@ -27,7 +27,13 @@ Choices, each one lossy only for hints the model cannot be held to anyway:
 - ``default`` and ``examples`` are dropped: Gemini documents ``default`` as ignored.
 - ``additionalProperties``/``propertyNames`` (records) leave a bare OBJECT; an empty
   ``properties`` map is omitted because Gemini rejects it ("should be non-empty for OBJECT type").
-- ``required`` keeps only names present in ``properties`` (Gemini rejects the others).
+- ``required`` keeps only names present in ``properties`` (Gemini rejects the others), once
+  each; anything else a client wrote there (``[["a"]]``, ``[{}]``) is dropped.
+- A keyword whose value has the wrong JSON type is ignored, as if absent: the converter never
+  fails on a schema, whatever a client sends.
+- Past ``_MAX_DEPTH`` levels or ``_MAX_NODES`` converted nodes a node is left empty (any value):
+  ``$ref``s, type lists and ``anyOf`` siblings copy subtrees, so a small schema could otherwise
+  expand exponentially.
 - An ARRAY without ``items`` gets string items: Gemini requires ``items`` on arrays.
 """
 
@@ -53,7 +59,11 @@ _FORMATS = {
 }
 _COUNTS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")
 _SAFE_INTEGER = 2**53 - 1
+_INT64_MAX = 2**63 - 1  # the counts are int64 fields (https://ai.google.dev/api/caching#Schema)
 _MAX_DEPTH = 32
+# Claude Code's largest tool schema converts to under 100 nodes; at about 5 us a node, the cap
+# bounds one schema's cost to some 25 ms.
+_MAX_NODES = 5000
 
 
 def to_gemini_schema(schema: Mapping[str, Any]) -> JSONObject:
@@ -81,15 +91,17 @@ def function_parameters(schema: Mapping[str, Any] | None) -> JSONObject | None:
 
 
 class _Converter:
-    __slots__ = ("defs",)
+    __slots__ = ("defs", "nodes")
 
     def __init__(self, defs: dict[str, Any]) -> None:
         self.defs = defs
+        self.nodes = _MAX_NODES  # left to convert
 
     def convert(self, node: Any, refs: tuple[str, ...], depth: int) -> JSONObject:
-        if not isinstance(node, Mapping) or depth > _MAX_DEPTH:
+        if not isinstance(node, Mapping) or depth > _MAX_DEPTH or self.nodes <= 0:
             # ``true``/``{}`` (any value): Gemini's type is optional, so say nothing.
             return {}
+        self.nodes -= 1
         resolved = self._resolve(node, refs)
         if resolved is None:
             return {"type": "OBJECT"}
@@ -203,7 +215,7 @@ class _Converter:
             _bounds(node, out, gemini_type == "INTEGER")
         for key in _COUNTS:
             value = node.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _INT64_MAX:
                 out[key] = value
         if gemini_type == "OBJECT":
             self._object(node, out, refs, depth)
@@ -228,9 +240,9 @@ class _Converter:
         }
         required = node.get("required")
         if isinstance(required, list):
-            kept = [name for name in required if name in properties]
+            kept = [name for name in required if isinstance(name, str) and name in properties]
             if kept:
-                out["required"] = kept
+                out["required"] = list(dict.fromkeys(kept))
 
 
 def _enum_values(node: Mapping[str, Any]) -> list[Any] | None:
@@ -277,7 +289,8 @@ def _bounds(node: Mapping[str, Any], out: JSONObject, integer: bool) -> None:
         strict = node.get(exclusive)
         if _is_number(strict):
             candidate = strict + sign * step
-            if not _is_number(value) or sign * (candidate - value) > 0:
+            # Compared, not subtracted: a 10**400 bound minus a float overflows.
+            if not _is_number(value) or sign * candidate > sign * value:
                 value = candidate
         elif strict is True and _is_number(value):  # draft-4 boolean form
             value = value + sign * step
@@ -299,10 +312,11 @@ def _merge_all_of(node: Mapping[str, Any], parts: list[Mapping[str, Any]]) -> JS
     merged: JSONObject = {k: v for k, v in node.items() if k != "allOf"}
     for part in parts:
         for key, value in part.items():
+            known = merged.get(key)
             if key == "properties" and isinstance(value, Mapping):
-                merged["properties"] = {**merged.get("properties", {}), **value}
+                merged[key] = {**(known if isinstance(known, Mapping) else {}), **value}
             elif key == "required" and isinstance(value, list):
-                merged["required"] = [*merged.get("required", []), *value]
+                merged[key] = [*(known if isinstance(known, list) else []), *value]
             else:
                 merged.setdefault(key, value)
     return merged
