@@ -413,11 +413,11 @@ def test_disable_parallel_tool_use() -> None:
     assert sent["parallel_tool_calls"] is False
 
 
-def test_bad_tool_choice_is_a_client_error() -> None:
-    with pytest.raises(InvalidRequestError):
-        body(request(tools=TOOLS, tool_choice={"type": "tool"}))
-    with pytest.raises(InvalidRequestError):
-        body(request(tools=TOOLS, tool_choice={"type": "sometimes"}))
+def test_bad_tool_choice_is_refused_while_decoding() -> None:
+    with pytest.raises(msgspec.ValidationError, match="needs a `name`"):
+        request(tools=TOOLS, tool_choice={"type": "tool"})
+    with pytest.raises(msgspec.ValidationError, match="Invalid enum value 'sometimes'"):
+        request(tools=TOOLS, tool_choice={"type": "sometimes"})
 
 
 def test_sampling_stop_and_stream_parameters() -> None:

