@@ -348,7 +348,12 @@ def test_documents() -> None:
 def test_unsupported_document_source_is_a_client_error() -> None:
     turn = {
         "role": "user",
-        "content": [{"type": "document", "source": {"type": "file", "id": "f"}}],
+        "content": [
+            {
+                "type": "document",
+                "source": {"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"},
+            }
+        ],
     }
     with pytest.raises(InvalidRequestError, match="'file'"):
         messages(turn)

@@ -41,11 +41,23 @@ class URLSource(Struct, tag="url", tag_field="type"):
 
 
 class TextSource(Struct, tag="text", tag_field="type"):
-    media_type: str
     data: str
+    media_type: str = "text/plain"
+
+
+class ContentSource(Struct, tag="content", tag_field="type"):
+    content: str | list[TextBlock | ImageBlock]
+
+
+class FileSource(Struct, tag="file", tag_field="type"):
+    file_id: str
 
 
 ImageSource = Base64Source | URLSource
+# https://docs.anthropic.com/en/docs/build-with-claude/pdf-support and
+# https://docs.anthropic.com/en/docs/build-with-claude/citations: a PDF (base64 or URL), plain
+# text, custom content blocks, or a Files API id. Typed, so a malformed source is a 400 at decode.
+DocumentSource = Base64Source | URLSource | TextSource | ContentSource | FileSource
 
 
 class TextBlock(Struct, tag="text", tag_field="type", omit_defaults=True):
@@ -60,7 +72,7 @@ class ImageBlock(Struct, tag="image", tag_field="type", omit_defaults=True):
 
 
 class DocumentBlock(Struct, tag="document", tag_field="type", omit_defaults=True):
-    source: JSONObject
+    source: DocumentSource
     title: str | None = None
     context: str | None = None
     cache_control: JSONObject | None = None
@@ -298,3 +310,10 @@ def system_text(system: str | list[TextBlock] | None) -> list[str]:
     if isinstance(system, str):
         return [system] if system else []
     return [block.text for block in system]
+
+
+def document_text(source: ContentSource) -> str:
+    """The text of a custom-content document: its string, or its text blocks joined."""
+    if isinstance(source.content, str):
+        return source.content
+    return "\n".join(b.text for b in source.content if isinstance(b, TextBlock))

@@ -19,14 +19,17 @@ import tiktoken
 from .anthropic import (
     Base64Source,
     ContentBlock,
+    ContentSource,
     DocumentBlock,
     ImageBlock,
     MessagesRequest,
     ServerToolUseBlock,
     TextBlock,
+    TextSource,
     ThinkingBlock,
     ToolResultBlock,
     ToolUseBlock,
+    document_text,
 )
 from .intake import nested_too_deeply
 
@@ -98,9 +101,11 @@ def _block_texts(block: ContentBlock) -> Iterator[str]:
     elif isinstance(block, ThinkingBlock):
         yield block.thinking
     elif isinstance(block, DocumentBlock):
-        data = block.source.get("data")
-        if isinstance(data, str) and block.source.get("type") == "text":
-            yield data
+        source = block.source
+        if isinstance(source, TextSource):
+            yield source.data
+        elif isinstance(source, ContentSource):
+            yield document_text(source)
 
 
 def request_texts(request: MessagesRequest) -> Iterator[str]:

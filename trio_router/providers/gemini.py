@@ -45,6 +45,7 @@ from ..anthropic import (
     ContentBlockDelta,
     ContentBlockStart,
     ContentBlockStop,
+    ContentSource,
     DeltaUsage,
     DocumentBlock,
     ErrorBody,
@@ -61,15 +62,18 @@ from ..anthropic import (
     ResponseBlock,
     TextBlock,
     TextDelta,
+    TextSource,
     ThinkingBlock,
     ThinkingDelta,
     ToolResultBlock,
     ToolUseBlock,
+    URLSource,
     Usage,
+    document_text,
     system_text,
 )
 from ..config import Provider
-from ..errors import UpstreamError, upstream_error
+from ..errors import InvalidRequestError, UpstreamError, upstream_error
 from ..sse import SSEParser
 from .base import Route, StreamOutput, UpstreamRequest, extract_error_message
 from .schema import function_parameters, to_gemini_schema
@@ -390,18 +394,16 @@ def _thinking_config(request: MessagesRequest, model: _Model) -> ThinkingConfig 
 def _document_parts(block: DocumentBlock) -> list[Part]:
     # https://docs.anthropic.com/en/docs/build-with-claude/pdf-support: base64, url, text, content.
     source = block.source
-    kind = source.get("type")
-    if kind == "base64" and isinstance(source.get("data"), str):
-        blob = Blob(source.get("media_type", "application/pdf"), source["data"])
-        return [Part(inline_data=blob)]
-    if kind == "text" and source.get("data"):
-        return [Part(text=source["data"])]
-    if kind == "url" and isinstance(source.get("url"), str):
-        return [Part(file_data=FileData(source["url"], "application/pdf"))]
-    if kind == "content" and isinstance(source.get("content"), list):
-        texts = [b.get("text") for b in source["content"] if isinstance(b, dict)]
-        return [Part(text=t) for t in texts if isinstance(t, str) and t]
-    return []
+    if isinstance(source, Base64Source):
+        return [Part(inline_data=Blob(source.media_type, source.data))]
+    if isinstance(source, TextSource):
+        return [Part(text=source.data)] if source.data else []
+    if isinstance(source, URLSource):
+        return [Part(file_data=FileData(source.url, "application/pdf"))]
+    if isinstance(source, ContentSource):
+        text = document_text(source)
+        return [Part(text=text)] if text else []
+    raise InvalidRequestError("document source type 'file' is not supported by this provider")
 
 
 def _plain_parts(block: ContentBlock) -> list[Part]:

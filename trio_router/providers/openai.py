@@ -38,6 +38,7 @@ from ..anthropic import (
     ContentBlockDelta,
     ContentBlockStart,
     ContentBlockStop,
+    ContentSource,
     DeltaUsage,
     DocumentBlock,
     ErrorBody,
@@ -54,13 +55,16 @@ from ..anthropic import (
     ResponseBlock,
     TextBlock,
     TextDelta,
+    TextSource,
     ThinkingBlock,
     ThinkingDelta,
     Tool,
     ToolChoice,
     ToolResultBlock,
     ToolUseBlock,
+    URLSource,
     Usage,
+    document_text,
     system_text,
 )
 from ..config import Provider
@@ -336,21 +340,15 @@ def _image_part(block: ImageBlock) -> ImagePart:
 
 def _document_part(block: DocumentBlock) -> ContentPart:
     source = block.source
-    kind = source.get("type")
-    if kind == "text":
-        return TextPart(str(source.get("data", "")))
-    if kind == "content":
-        content = source.get("content")
-        if isinstance(content, str):
-            return TextPart(content)
-        texts = [b.get("text", "") for b in content or () if b.get("type") == "text"]
-        return TextPart("\n".join(texts))
-    if kind == "base64":
-        uri = f"data:{source.get('media_type', 'application/pdf')};base64,{source.get('data', '')}"
-        return FilePart(FileData(uri, block.title or "document.pdf"))
-    if kind == "url":
-        return FilePart(FileData(str(source.get("url", "")), block.title or "document.pdf"))
-    raise InvalidRequestError(f"document source type {kind!r} is not supported by this provider")
+    if isinstance(source, TextSource):
+        return TextPart(source.data)
+    if isinstance(source, ContentSource):
+        return TextPart(document_text(source))
+    if isinstance(source, Base64Source):
+        return FilePart(FileData(_data_uri(source), block.title or "document.pdf"))
+    if isinstance(source, URLSource):
+        return FilePart(FileData(source.url, block.title or "document.pdf"))
+    raise InvalidRequestError("document source type 'file' is not supported by this provider")
 
 
 def _text_of(content: str | list[ContentBlock]) -> str:
