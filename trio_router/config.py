@@ -9,9 +9,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
+import dotenv
 import msgspec
 from msgspec import Struct
 
@@ -101,25 +103,12 @@ def default_config_path() -> Path:
     return Path(os.environ.get("CONFIG_PATH") or "config.json").expanduser()
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
-    """``KEY=value`` lines; ``#`` comments, ``export`` prefixes and quotes as shells write them."""
-    values: dict[str, str] = {}
-    for raw_line in path.read_text(encoding="utf-8").splitlines():
-        line = raw_line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key.strip()] = value
-    return values
-
-
 def load_dotenv(config_path: Path | None) -> None:
-    """Load ``.env`` from beside the config, then the working directory; the environment wins."""
+    """Load ``.env`` from beside the config, then the working directory; the environment wins.
+
+    python-dotenv parses it, as every Python user's ``.env`` is written for: quotes, ``#``
+    comments, ``export``, ``\\n`` escapes in double quotes and ``${VAR}`` expansion.
+    """
     candidates = [Path.cwd() / ".env"]
     if config_path is not None:
         candidates.insert(0, config_path.parent / ".env")
@@ -129,8 +118,8 @@ def load_dotenv(config_path: Path | None) -> None:
         if resolved in seen or not candidate.is_file():
             continue
         seen.add(resolved)
-        for key, value in read_dotenv(candidate).items():
-            os.environ.setdefault(key, value)
+        # override=False: a variable already set (by the environment or the first file) stays.
+        dotenv.load_dotenv(candidate, override=False, encoding="utf-8")
 
 
 def interpolate(value: Any, env: dict[str, str], where: str, problems: list[str]) -> Any:
@@ -170,12 +159,86 @@ def _json_position(text: str, error: msgspec.DecodeError) -> str:
     return f"invalid JSON at line {line}, column {column}: {reason}"
 
 
-def _msgspec_path(error: msgspec.ValidationError) -> str:
-    """Turn msgspec's ``... - at `$.Providers[1].api_base_url``` into a readable problem."""
-    text = str(error)
-    message, _, where = text.partition(" - at `$")
-    where = where.rstrip("`").lstrip(".")
+def _msgspec_problem(error: msgspec.ValidationError, where: str) -> tuple[str, str]:
+    """msgspec's ``... - at `$[1].x``` as a place below ``where``, and the readable problem."""
+    message, _, at = str(error).partition(" - at `$")
+    place = (where + at.rstrip("`")).lstrip(".")
+    return place, f"{place}: {message}" if place else message
+
+
+def _under(place: str, places: Collection[str]) -> bool:
+    """Whether ``place`` is one of ``places`` or inside one (``Providers[0].name`` is in
+    ``Providers[0]``)."""
+    return any(place == p or not p or place.startswith((f"{p}.", f"{p}[")) for p in places)
+
+
+_MISSING: Any = object()
+
+
+def _placed(where: str, message: str) -> str:
     return f"{where}: {message}" if where else message
+
+
+class _TypeCheck:
+    """The config's types checked field by field, so that no wrong field hides another.
+
+    ``problems`` lists every one with its place; ``unsure`` holds the places whose value was
+    unusable, for the cross-field checks to leave alone. What the check returns is the config
+    with each such value left at its default (or ``""`` when required), for those checks.
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.unsure: set[str] = set()
+
+    def struct(self, value: Any, kind: type[Struct], where: str) -> Any:
+        fields = msgspec.structs.fields(kind)
+        if not isinstance(value, dict):
+            self.convert(value, kind, where)  # reports what msgspec says of it
+            value = {}
+        names = {field.encode_name for field in fields}
+        for key in value:
+            if key not in names:
+                self.problems.append(_placed(where, f"Object contains unknown field `{key}`"))
+        sound: dict[str, Any] = {}
+        for field in fields:
+            place = f"{where}.{field.encode_name}" if where else field.encode_name
+            if field.encode_name in value:
+                checked = self.value(value[field.encode_name], field.type, place)
+            else:
+                checked = _MISSING
+                if field.required:
+                    self.problems.append(
+                        _placed(where, f"Object missing required field `{field.encode_name}`")
+                    )
+                    self.unsure.add(place)
+            if checked is not _MISSING:
+                sound[field.name] = checked
+            elif field.required:
+                sound[field.name] = ""  # the schema's required fields are all strings
+        return kind(**sound)
+
+    def value(self, value: Any, kind: Any, where: str) -> Any:
+        if isinstance(kind, type) and issubclass(kind, Struct):
+            return self.struct(value, kind, where)
+        (item,) = get_args(kind) if get_origin(kind) is list else (None,)
+        if isinstance(item, type) and issubclass(item, Struct) and isinstance(value, list):
+            return [self.struct(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        if get_origin(kind) is dict and isinstance(value, dict):
+            # Each value by its key: msgspec would place a wrong one at `headers[...]`.
+            _, item = get_args(kind)
+            checked = {k: self.convert(v, item, f"{where}.{k}") for k, v in value.items()}
+            return {k: v for k, v in checked.items() if v is not _MISSING}
+        return self.convert(value, kind, where)
+
+    def convert(self, value: Any, kind: Any, where: str) -> Any:
+        try:
+            return msgspec.convert(value, kind, strict=False)
+        except msgspec.ValidationError as error:
+            place, problem = _msgspec_problem(error, where)
+            self.problems.append(problem)
+            self.unsure.update((where, place))
+            return _MISSING
 
 
 # Host name labels per RFC 1123 section 2.1; RFC 3696 section 2 rules out an all-numeric top
@@ -202,8 +265,12 @@ def host_problem(host: str) -> str | None:
     return f"HOST: must be an IP address or a host name, got {host!r}"
 
 
-def validate(config: Config) -> list[str]:
-    """Cross-field problems that the schema alone cannot see."""
+def validate(config: Config, unsure: Collection[str] = ()) -> list[str]:
+    """Cross-field problems that the schema alone cannot see.
+
+    ``unsure`` names the places whose value was unusable (and reported): a route is not judged
+    against a provider whose name or models are among them.
+    """
     problems: list[str] = []
     host = host_problem(config.HOST)
     if host:
@@ -242,7 +309,13 @@ def validate(config: Config) -> list[str]:
             continue
         found = config.provider(provider_name.strip())
         if found is None:
-            problems.append(f"Router.{rule}: provider {provider_name!r} is not configured")
+            names_known = not any(
+                _under(f"Providers[{i}].name", unsure) for i in range(len(config.Providers))
+            )
+            if names_known and not _under("Providers", unsure):
+                problems.append(f"Router.{rule}: provider {provider_name!r} is not configured")
+        elif _under(f"Providers[{config.Providers.index(found)}].models", unsure):
+            continue
         elif model.strip() not in found.models:
             problems.append(
                 f"Router.{rule}: model {model!r} is not in the models of provider {found.name!r}"
@@ -263,16 +336,23 @@ def validate(config: Config) -> list[str]:
 
 
 def parse(raw: dict[str, Any], source: str, env: dict[str, str]) -> Config:
-    """Interpolate, decode and validate a config already read as JSON."""
+    """Interpolate, decode and validate a config already read as JSON.
+
+    Every problem is found in one pass: unset variables, each wrong type of each field, and
+    the cross-field problems of what is left (those about an unusable value are not repeated).
+    """
     problems: list[str] = []
     resolved = interpolate(raw, env, "", problems)
-    if problems:
-        raise ConfigError(source, problems)
-    try:
-        config = msgspec.convert(resolved, Config, strict=False)
-    except msgspec.ValidationError as error:
-        raise ConfigError(source, [_msgspec_path(error)]) from None
-    problems = validate(config)
+    unsure = {problem.partition(": ")[0] for problem in problems}
+    check = _TypeCheck()
+    config: Config = check.struct(resolved, Config, "")
+    problems += check.problems
+    unsure |= check.unsure
+    problems += [
+        problem
+        for problem in validate(config, unsure)
+        if not _under(problem.partition(": ")[0], unsure)
+    ]
     if problems:
         raise ConfigError(source, problems)
     return config

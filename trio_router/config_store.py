@@ -2,8 +2,9 @@
 
 A write never leaves a torn file: the new text goes to a temporary file in the same directory,
 is flushed to disk, then renamed over the config (atomic on POSIX). Writers in every worker
-process take an exclusive ``flock`` first, so two updates cannot interleave their backups; under
-that lock, temporary files that a killed writer left behind are removed and old backups pruned.
+process take an exclusive file lock first (``filelock``: ``flock`` on POSIX, ``msvcrt`` locking
+on Windows), so two updates cannot interleave their backups; under that lock, temporary files
+that a killed writer left behind are removed and old backups pruned.
 
 A client that saves what GET showed sends the masks back. A mask is restored to the real secret
 only at the same place of the same provider (same ``name`` and ``api_base_url``), or of the same
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import glob
 import os
 import re
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from filelock import FileLock
 
 from . import config as config_module
 from .masking import SECRET_FIELDS, is_secret_name, mask, mask_url, url_secrets
@@ -197,14 +198,11 @@ def restore_masked(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
+    """Exclusive across processes and threads: a new lock object (and file handle) each time."""
     lock_path = path.parent / BACKUP_DIR / f".{path.name}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(lock_path):
+        yield
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -221,9 +219,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if os.name == "nt":
+        return  # Windows cannot open a directory to fsync it; NTFS journals the rename
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(dir_fd)  # POSIX makes the rename durable only once its directory is synced
     finally:
         os.close(dir_fd)
 

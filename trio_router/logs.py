@@ -7,6 +7,7 @@ may quote a secret (a header, a URL) or text a client controls (a path, a sessio
 
 from __future__ import annotations
 
+import copy
 import logging
 import logging.handlers
 import re
@@ -76,6 +77,27 @@ class SafeFormatter(logging.Formatter):
         return "  " + text.replace("\n", "\n  ")
 
 
+class ConsoleFormatter(SafeFormatter):
+    """One line per record, for the terminal: a traceback is summed up by its exception.
+
+    The full traceback stays in the log file; with no log file, the terminal gets it.
+    """
+
+    def __init__(self, secrets: Iterable[str], *, tracebacks: bool) -> None:
+        super().__init__(secrets)
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        error = record.exc_info[1] if record.exc_info else None
+        if self.tracebacks or error is None:
+            return super().format(record)
+        # A copy: the file handler formats the same record, traceback and all.
+        line = copy.copy(record)
+        line.exc_info = line.exc_text = line.stack_info = None
+        summary = _CONTROL.sub(_escaped, self.redact(f"{type(error).__name__}: {error}"))
+        return f"{super().format(line)} [{summary}; traceback in the log file]"
+
+
 def setup(
     *,
     enabled: bool,
@@ -87,7 +109,8 @@ def setup(
 ) -> Path | None:
     """Configure the ``trio_router`` logger; returns the log file path, or None when off.
 
-    Warnings and worse also go to stderr, so a problem at start-up shows where it was started.
+    Warnings and worse (those the level lets through) also go to stderr, one line each, so
+    that a failing upstream or a problem at start-up shows where the router was started.
     """
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -96,13 +119,14 @@ def setup(
         logger.removeFilter(old)
     logger.propagate = False
     logger.setLevel(LEVELS[level])
-    formatter = SafeFormatter(secrets)
+    secrets = list(secrets)
     stderr = logging.StreamHandler()
-    stderr.setLevel(logging.WARNING)
-    stderr.setFormatter(formatter)
+    stderr.setLevel(max(LEVELS[level], logging.WARNING))
+    stderr.setFormatter(ConsoleFormatter(secrets, tracebacks=not enabled))
     logger.addHandler(stderr)
     if not enabled:
         return None
+    formatter = SafeFormatter(secrets)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOG_FILE
     # Several worker processes append to one file; each rotates when it sees the size limit.

@@ -11,6 +11,7 @@ response at once.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -377,7 +378,12 @@ class MessagesHandler:
     ) -> None:
         route = outcome.route
         await self._record(outcome)
-        logger.info(
+        # What an operator must see on the console: the router or a provider failing (5xx), or
+        # a provider refusing a routed request (its key, quota, rate limit, model name). The
+        # client's own mistakes (bad key, bad body) and a client leaving (499) stay at INFO.
+        failed = outcome.status >= 500 or (route is not None and 400 <= outcome.status < 499)
+        logger.log(
+            logging.WARNING if failed else logging.INFO,
             "%s %s %d route=%s provider=%s model=%s session=%s stream=%s in=%d out=%d %.1fms%s",
             scope["method"],
             scope["path"],
