@@ -48,6 +48,7 @@ async def start_router(
 ) -> StartRouter:
     """Write ``config`` to a file, load it as ``trio-router start`` would, and serve it."""
     monkeypatch.delenv("CONFIG_PATH", raising=False)
+    monkeypatch.delenv("TRIO_ROUTER_DATA_DIR", raising=False)  # logs beside the config
     count = 0
 
     async def start(config: dict[str, Any], directory: Path | None = None) -> RunningRouter:
@@ -149,8 +150,16 @@ def router_process(tmp_path: Path) -> Iterator[Callable[..., RouterProcess]]:
         *args: str, env: dict[str, str] | None = None, port: int | None = None
     ) -> RouterProcess:
         port = port or free_port()
-        full_env = {k: v for k, v in os.environ.items() if k not in ("CONFIG_PATH", "HOST")}
-        full_env.update({"PORT": str(port), **(env or {})})
+        full_env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("CONFIG_PATH", "HOST", "TRIO_ROUTER_DATA_DIR")
+        }
+        # Without a config file the router keeps its data in the per-user data directory:
+        # this test's one, never the real home's.
+        full_env.update(
+            {"PORT": str(port), "XDG_DATA_HOME": str(tmp_path / "xdg-data"), **(env or {})}
+        )
         process = subprocess.Popen(
             [sys.executable, "-m", "trio_router", "start", *args],
             cwd=tmp_path,

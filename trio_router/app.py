@@ -55,12 +55,14 @@ def _error(error: RouterError) -> Response:
 
 
 def build_transformers(loaded: LoadedConfig) -> Transformers:
-    """The config's chains; a bad transformer spec is a ConfigError naming the file."""
+    """The config's chains; bad transformer specs are one ConfigError listing every problem."""
     source = str(loaded.path) if loaded.path else "built-in default config"
+    # Relative custom transformer paths are relative to the config's folder.
+    base = loaded.path.parent if loaded.path else None
     try:
-        return Transformers(loaded.config, data_dir(loaded))
+        return Transformers(loaded.config, base)
     except TransformerConfigError as error:
-        raise ConfigError(source, [str(error)]) from None
+        raise ConfigError(source, error.problems) from None
 
 
 def quart_app(state: State) -> QuartTrio:

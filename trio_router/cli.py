@@ -119,6 +119,8 @@ def start(args: argparse.Namespace) -> int:
     from hypercorn.config import Config as HypercornConfig
     from hypercorn.run import run
 
+    from .state import data_dir
+
     hc = HypercornConfig()
     hc.application_path = APP_PATH
     hc.bind = [f"[{host}]:{config.PORT}" if ":" in host else f"{host}:{config.PORT}"]
@@ -138,7 +140,8 @@ def start(args: argparse.Namespace) -> int:
     where = loaded.path or "built-in default (no config file found)"
     print(
         f"trio-router {__version__} listening on http://{hc.bind[0]} "
-        f"({args.workers} worker{'s' if args.workers != 1 else ''}, config: {where})",
+        f"({args.workers} worker{'s' if args.workers != 1 else ''}, config: {where}, "
+        f"logs and usage: {data_dir(loaded)})",
         file=sys.stderr,
         flush=True,
     )
@@ -161,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         help="serve the router",
         description="Serve the router until Ctrl-C. Warnings and errors (at the config's "
         "LOG_LEVEL) are printed here, one line each; every request is logged to "
-        "logs/trio-router.log beside the config file.",
+        "logs/trio-router.log in the data directory, which also holds usage.sqlite3: "
+        "$TRIO_ROUTER_DATA_DIR, else beside the config file, else a per-user directory "
+        "(printed at start).",
     )
     start_parser.add_argument("--config", metavar="FILE", help=config_help)
     start_parser.add_argument(

