@@ -110,6 +110,23 @@ def free_port() -> int:
         return port
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``trio-router ARGS`` as a user runs it, to its end, with this checkout's code and no
+    ``CONFIG_PATH``, ``HOST`` or ``PORT`` from the test's own environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CONFIG_PATH", "HOST", "PORT")}
+    return subprocess.run(
+        [sys.executable, "-m", "trio_router", *args],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @dataclass
 class RouterProcess:
     """``trio-router start`` as a user runs it, in a subprocess."""

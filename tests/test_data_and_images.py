@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RouterProcess, StartRouter
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import RouterProcess, StartRouter, run_cli
 
 # --- item 8: image sizes -----------------------------------------------------------------------
 # Anthropic: tokens = width * height / 750
@@ -222,15 +217,7 @@ def test_check_config_lists_every_transformer_problem(tmp_path: Path) -> None:
     }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    env = {k: v for k, v in os.environ.items() if k != "CONFIG_PATH"}
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_router", "check-config", "--config", str(path)],
-        cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("check-config", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     problems = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
     assert len(problems) == 3, result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -17,13 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RouterProcess, free_port
+from tests.conftest import ROOT, RouterProcess, free_port, run_cli
 from trio_router import cli, config_store, logs
 from trio_router.config import ConfigError, load
 
-ROOT = Path(__file__).parent.parent
 PREFIX = "TRIO_ROUTER_FH_"
-START = [sys.executable, "-m", "trio_router", "start"]
 
 
 @pytest.fixture(autouse=True)
@@ -116,15 +113,7 @@ def test_a_port_in_use_is_named_and_exits_1(tmp_path: Path, workers: str) -> Non
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if k not in ("CONFIG_PATH", "HOST", "PORT")}
-        result = subprocess.run(
-            [*START, "--port", str(port), "--workers", workers],
-            cwd=tmp_path,
-            env={**env, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_cli("start", "--port", str(port), "--workers", workers, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
     assert "Traceback" not in result.stderr

@@ -6,8 +6,6 @@ import base64
 import json
 import logging
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import httpx
 import pytest
 import tiktoken
 
-from tests.conftest import StartFake, StartRouter, provider_config
+from tests.conftest import StartFake, StartRouter, provider_config, run_cli
 from tests.fakeserver import Reply, Request
 from trio_router import __version__, cli, logs
 from trio_router.config import ConfigError, load
@@ -340,12 +338,7 @@ def test_check_config_accepts_a_good_file(
 def test_start_with_bad_config_exits_1_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text('{"Providers": [{"name": "p"}]}')
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_router", "start", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("start", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 1
     assert f"Invalid config {path}" in result.stderr
     assert "missing required field `api_base_url`" in result.stderr
