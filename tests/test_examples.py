@@ -124,13 +124,18 @@ def sent_upstream(fake: FakeServer) -> list[dict[str, Any]]:
     return [request.json() for request in fake.requests]
 
 
-async def test_python_sdk(setup: Setup) -> None:
-    out = succeeded(await run([sys.executable, str(EXAMPLES / "python_sdk.py")], setup.env()))
+def assert_sdk_example_ran(out: str, setup: Setup) -> None:
+    """What both SDK examples print and send: an answer, a stream, a token count."""
     assert "answer: Hello from the fake\n" in out
     assert "usage: 11 in, 7 out\n" in out
     assert "Hello from the fake\nstream stopped: end_turn\n" in out
     assert re.search(r"^count_tokens: [1-9]\d*$", out, re.M), out
     assert [body.get("stream", False) for body in sent_upstream(setup.fake)] == [False, True]
+
+
+async def test_python_sdk(setup: Setup) -> None:
+    out = succeeded(await run([sys.executable, str(EXAMPLES / "python_sdk.py")], setup.env()))
+    assert_sdk_example_ran(out, setup)
 
 
 async def test_typescript_sdk(setup: Setup) -> None:
@@ -143,11 +148,7 @@ async def test_typescript_sdk(setup: Setup) -> None:
             pytrace=False,
         )
     out = succeeded(await run(["npm", "start", "--silent"], setup.env(), cwd=TYPESCRIPT))
-    assert "answer: Hello from the fake\n" in out
-    assert "usage: 11 in, 7 out\n" in out
-    assert "Hello from the fake\nstream stopped: end_turn\n" in out
-    assert re.search(r"^count_tokens: [1-9]\d*$", out, re.M), out
-    assert [body.get("stream", False) for body in sent_upstream(setup.fake)] == [False, True]
+    assert_sdk_example_ran(out, setup)
 
 
 async def test_langchain(setup: Setup) -> None:

@@ -62,8 +62,12 @@ class SafeFormatter(logging.Formatter):
         )
         self.redact = Redactor(secrets)
 
+    def one_line(self, text: str) -> str:
+        """``text`` redacted and escaped onto one line."""
+        return _CONTROL.sub(_escaped, self.redact(text))
+
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = _CONTROL.sub(_escaped, self.redact(record.message))
+        record.message = self.one_line(record.message)
         return super().formatMessage(record)
 
     def formatException(self, ei: Any) -> str:
@@ -94,7 +98,7 @@ class ConsoleFormatter(SafeFormatter):
         # A copy: the file handler formats the same record, traceback and all.
         line = copy.copy(record)
         line.exc_info = line.exc_text = line.stack_info = None
-        summary = _CONTROL.sub(_escaped, self.redact(f"{type(error).__name__}: {error}"))
+        summary = self.one_line(f"{type(error).__name__}: {error}")
         return f"{super().format(line)} [{summary}; traceback in the log file]"
 
 
