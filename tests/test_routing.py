@@ -72,7 +72,7 @@ WEB = [{"type": "web_search_20250305", "name": "web_search"}]
 def test_rules_in_order(
     fields: dict[str, Any], tokens: int, expected: tuple[str, str, str]
 ) -> None:
-    route = router().choose(request(**fields), lambda: tokens)
+    route = router()._choose(request(**fields), lambda: tokens)
     assert (route.provider.name, route.model, route.reason) == expected
 
 
@@ -86,10 +86,10 @@ def test_token_count_is_only_taken_when_long_context_is_configured() -> None:
     without = Router(
         msgspec.convert({"Providers": PROVIDERS, "Router": {"default": "main,a"}}, Config)
     )
-    assert without.choose(request(), count).reason == "default"
+    assert without._choose(request(), count).reason == "default"
     assert calls == []
     assert not without.needs_token_count
-    assert router().choose(request(), count).reason == "default"
+    assert router()._choose(request(), count).reason == "default"
     assert calls == [1]
 
 
@@ -102,19 +102,19 @@ def test_unset_rules_fall_back_to_default() -> None:
         {"tools": WEB},
         {"thinking": {"type": "enabled"}},
     ):
-        assert only_default.choose(request(**fields), lambda: 10**6).reason == "default"
+        assert only_default._choose(request(**fields), lambda: 10**6).reason == "default"
 
 
 def test_explicit_unknown_provider_is_a_400() -> None:
     with pytest.raises(InvalidRequestError, match="provider 'nope', which is not configured"):
-        router().choose(request(model="nope,x"), lambda: 0)
+        router()._choose(request(model="nope,x"), lambda: 0)
     with pytest.raises(InvalidRequestError, match='expected "provider,model"'):
-        router().choose(request(model="main,"), lambda: 0)
+        router()._choose(request(model="main,"), lambda: 0)
 
 
 def test_no_providers() -> None:
     with pytest.raises(NoProviderError, match="no provider is configured"):
-        Router(Config()).choose(request(), lambda: 0)
+        Router(Config())._choose(request(), lambda: 0)
 
 
 async def test_each_route_reaches_its_provider(

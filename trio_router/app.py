@@ -73,7 +73,7 @@ def quart_app(state: State) -> QuartTrio:
     async def warm_up() -> None:
         # The tokenizer holds ~47 MB: loaded up front (off the event loop) only when routing
         # counts every large request; otherwise on the first count_tokens call.
-        if state.router.needs_token_count:
+        if state.runtime.router.needs_token_count:
             await trio.to_thread.run_sync(encoding)
 
     @app.after_serving
@@ -83,7 +83,8 @@ def quart_app(state: State) -> QuartTrio:
     @app.before_request
     async def check_auth() -> Response | None:
         g.started = time.perf_counter()
-        key = auth.key_for(request.path, state.config.APIKEY, state.config.ADMIN_KEY)
+        config = state.runtime.config
+        key = auth.key_for(request.path, config.APIKEY, config.ADMIN_KEY)
         if key:
             headers = [
                 (k.lower().encode(), v.encode("latin-1")) for k, v in request.headers.items()
@@ -123,7 +124,7 @@ def quart_app(state: State) -> QuartTrio:
                 "status": "ok",
                 "service": "trio-router",
                 "version": __version__,
-                "providers": len(state.config.Providers),
+                "providers": len(state.runtime.config.Providers),
             }
         )
 
@@ -138,7 +139,8 @@ def quart_app(state: State) -> QuartTrio:
         # The file as it is now, not as it was at start: a client saves back what it shows.
         path = _config_path(state)
         try:
-            current = await trio.to_thread.run_sync(config_store.current, path, state.loaded)
+            loaded = state.runtime.loaded
+            current = await trio.to_thread.run_sync(config_store.current, path, loaded)
         except ConfigError as error:
             raise RouterError(
                 f"the config file cannot be shown: {error}; fix it or POST a whole config"
@@ -151,7 +153,8 @@ def quart_app(state: State) -> QuartTrio:
         body = await request.body
         allow_no_auth = request.args.get("allow_no_auth") == "true"
         # Custom transformers are named, never imported: the API must not run code.
-        loader = api_loader(state.transformers, path.parent, state.config.TRANSFORMERS_DIR)
+        runtime = state.runtime
+        loader = api_loader(runtime.transformers, path.parent, runtime.config.TRANSFORMERS_DIR)
 
         def check(config: Config) -> None:
             Transformers(config, path.parent, loader)
@@ -163,7 +166,7 @@ def quart_app(state: State) -> QuartTrio:
                     path,
                     body,
                     dict(os.environ),
-                    state.loaded,
+                    runtime.loaded,
                     allow_no_auth=allow_no_auth,
                     check=check,
                 )
@@ -186,14 +189,15 @@ def quart_app(state: State) -> QuartTrio:
     @app.post("/api/config/backup")
     async def post_backup() -> Response:
         path = _config_path(state)
-        backup = await trio.to_thread.run_sync(config_store.backup, path, state.config.BACKUPS_KEPT)
+        kept = state.runtime.config.BACKUPS_KEPT
+        backup = await trio.to_thread.run_sync(config_store.backup, path, kept)
         if backup is None:
             raise NotFoundError(f"no config file at {path} to back up")
         return _json({"success": True, "backup": str(backup)})
 
     @app.get("/api/transformers")
     async def get_transformers() -> Response:
-        return _json(state.transformers.describe())
+        return _json(state.runtime.transformers.describe())
 
     @app.get("/api/usage")
     async def usage_total() -> Response:
@@ -220,7 +224,7 @@ def quart_app(state: State) -> QuartTrio:
 
 
 def _config_path(state: State) -> Path:
-    return state.loaded.path or default_config_path().resolve()
+    return state.runtime.loaded.path or default_config_path().resolve()
 
 
 class RouterApp:

@@ -34,6 +34,9 @@ class Provider(Struct, frozen=True, forbid_unknown_fields=True):
     transformer: dict[str, Any] | None = None
     # Extra headers sent upstream, e.g. OpenRouter's HTTP-Referer and X-Title.
     headers: dict[str, str] = {}
+    # Open requests to this provider at once, across workers; 0 = no cap. Shared fairly between
+    # client keys, so that one user's subagents cannot take every slot.
+    max_concurrent: int = 0
 
 
 class RouterRules(Struct, frozen=True, forbid_unknown_fields=True):

@@ -24,10 +24,9 @@ from .anthropic import ErrorBody, ErrorEvent, MessagesRequest, Usage
 from .errors import InvalidRequestError, RouterError, TransformerError, error_envelope
 from .intake import ClientDisconnected, decode_request, read_body
 from .logs import logger
-from .masking import Redactor, config_secrets
 from .providers.base import Route, StreamOutput, StreamTranslator, UpstreamRequest
 from .sse import encode_event
-from .state import State
+from .state import Runtime, State
 from .tokens import count_tokens
 from .transformers import Chain, transformer_failure
 from .upstream import read_answer, upstream_chunks
@@ -179,41 +178,41 @@ async def _watch_disconnect(
 class MessagesHandler:
     def __init__(self, state: State) -> None:
         self.state = state
-        self.api_key = state.config.APIKEY.encode()
-        # Every error message a client gets passes it: upstream text may quote a key.
-        self.redact = Redactor(config_secrets(state.config))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         outcome = _Outcome()
         request: MessagesRequest | None = None
         headers: list[tuple[bytes, bytes]] = scope["headers"]
+        runtime = self.state.runtime
         try:
-            if self.api_key:
-                auth.check(headers, self.api_key)
+            if runtime.api_key:
+                auth.check(headers, runtime.api_key)
             body = await read_body(receive, self.state.bodies)
             request = decode_request(body)
             outcome.session = session_id(headers, request)
             if not request.model:
                 raise InvalidRequestError("invalid request: `model` is required")
-            await self._handle(request, body, receive, send, outcome)
+            await self._handle(runtime, request, body, receive, send, outcome)
         except ClientDisconnected:
             outcome.status = 499
         except RouterError as error:
-            await self._fail(send, outcome, error)
+            await self._fail(runtime, send, outcome, error)
         except Exception as error:
             logger.exception("unexpected error in /v1/messages")
             failure = RouterError(f"internal error: {type(error).__name__}: {error}")
-            await self._fail(send, outcome, failure)
+            await self._fail(runtime, send, outcome, failure)
         finally:
             if request is None:
                 outcome.session = session_id(headers, None)
             await self._finish(scope, request, outcome, started)
 
-    async def _fail(self, send: Send, outcome: _Outcome, error: RouterError) -> None:
+    async def _fail(
+        self, runtime: Runtime, send: Send, outcome: _Outcome, error: RouterError
+    ) -> None:
         """Answer with ``error``, every configured secret redacted from it. The request is
         recorded first, so a client that saw its error reads usage that counts it."""
-        message = self.redact(error.message)
+        message = runtime.redact(error.message)
         outcome.status, outcome.error = error.status, message
         await self._record(outcome)
         if not outcome.started:
@@ -222,23 +221,23 @@ class MessagesHandler:
 
     async def _handle(
         self,
+        runtime: Runtime,
         request: MessagesRequest,
         body: bytes,
         receive: Receive,
         send: Send,
         outcome: _Outcome,
     ) -> None:
-        state = self.state
-        router = state.router
+        router = runtime.router
         # A token is at least one byte, so a body under the threshold cannot be over it.
         if router.needs_token_count and len(body) > router.threshold:
             # Counting 100k tokens takes tens of ms: off the event loop, other streams flow on.
             tokens = await trio.to_thread.run_sync(count_tokens, request)
-            route = router.choose(request, lambda: tokens)
+            route, request = router.choose(request, lambda: tokens)
         else:
-            route = router.choose(request, lambda: 0)
+            route, request = router.choose(request, lambda: 0)
         outcome.route = route
-        chain = state.transformers.for_route(route)
+        chain = runtime.transformers.for_route(route)
         request = normalize(request)
         upstream_request = chain.build_request(request, route, body)
         failure: RouterError | None = None
@@ -247,7 +246,7 @@ class MessagesHandler:
             try:
                 if request.stream:
                     await self._stream(
-                        request, route, chain, upstream_request, send, outcome, nursery
+                        runtime, request, route, chain, upstream_request, send, outcome, nursery
                     )
                 else:
                     await self._complete(route, chain, upstream_request, send, outcome)
@@ -261,6 +260,7 @@ class MessagesHandler:
 
     async def _stream(
         self,
+        runtime: Runtime,
         request: MessagesRequest,
         route: Route,
         chain: Chain,
@@ -314,7 +314,7 @@ class MessagesHandler:
             else:
                 logger.exception("stream translation failed (%s)", fmt.name)
                 failure = TransformerError(f"transformer {fmt.name!r} failed: {error}")
-            text = self.redact(failure.message)
+            text = runtime.redact(failure.message)
             outcome.status, outcome.error = failure.status, text
             _take_usage(outcome, translator.usage)
             await self._record(outcome)

@@ -58,8 +58,16 @@ class Router:
     def threshold(self) -> int:
         return self._rules.longContextThreshold
 
-    def choose(self, request: MessagesRequest, count_tokens: Callable[[], int]) -> Route:
-        """``count_tokens`` is called only when the ``longContext`` rule needs the count."""
+    def choose(
+        self, request: MessagesRequest, count_tokens: Callable[[], int]
+    ) -> tuple[Route, MessagesRequest]:
+        """The route for ``request``, and the request to send it (a rule may rewrite it).
+
+        ``count_tokens`` is called only when the ``longContext`` rule needs the count.
+        """
+        return self._choose(request, count_tokens), request
+
+    def _choose(self, request: MessagesRequest, count_tokens: Callable[[], int]) -> Route:
         if "," in request.model:
             return self._resolve(request.model, "explicit")
         routes = self._routes

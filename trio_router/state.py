@@ -9,18 +9,35 @@ import platformdirs
 
 from .config import Config, LoadedConfig
 from .intake import BodyLimits
+from .masking import Redactor, config_secrets
 from .routing import Router
 from .transformers import Transformers
 from .upstream import Upstream
 from .usage import UsageStore
 
 
-class State:
+class Runtime:
+    """What one version of the config serves with.
+
+    A request takes ``State.runtime`` once, at its start, and keeps it to its end: a config
+    applied meanwhile changes what the next request gets, never one in flight.
+    """
+
     def __init__(self, loaded: LoadedConfig, transformers: Transformers) -> None:
         self.loaded = loaded
         self.config: Config = loaded.config
         self.router = Router(loaded.config)
         self.transformers = transformers
+        self.api_key = loaded.config.APIKEY.encode()
+        # Every error message a client gets passes it: upstream text may quote a key.
+        self.redact = Redactor(config_secrets(loaded.config))
+
+
+class State:
+    """A worker's lifetime: the current runtime, and what outlives a config change."""
+
+    def __init__(self, loaded: LoadedConfig, transformers: Transformers) -> None:
+        self.runtime = Runtime(loaded, transformers)
         self.upstream = Upstream(loaded.config.API_TIMEOUT_MS)
         directory = data_dir(loaded)
         directory.mkdir(parents=True, exist_ok=True)
