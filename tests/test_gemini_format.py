@@ -32,6 +32,7 @@ from trio_router.anthropic import (
 )
 from trio_router.config import Provider
 from trio_router.errors import UpstreamError
+from trio_router.providers import gemini as gemini_module
 from trio_router.providers.base import Route, StreamOutput, UpstreamRequest
 from trio_router.providers.gemini import (
     SKIP_SIGNATURE,
@@ -40,7 +41,13 @@ from trio_router.providers.gemini import (
     decode_signature,
     encode_tool_id,
 )
-from trio_router.providers.schema import function_parameters, to_gemini_schema
+from trio_router.providers.schema import (
+    convert_schema,
+    function_parameters,
+    json_schema_parameters,
+    restore_json_text,
+    to_gemini_schema,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GEMINI = FIXTURES / "gemini"
@@ -364,31 +371,32 @@ def test_tool_result_for_an_unknown_id_still_has_a_name() -> None:
 # --- tools ----------------------------------------------------------------------------------
 
 
+READ_AND_PLAN: list[dict[str, Any]] = [
+    {
+        "name": "Read",
+        "description": "Read a file.",
+        "input_schema": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {
+                "file_path": {"type": "string"},
+                "limit": {"type": "integer", "exclusiveMinimum": 0},
+            },
+            "required": ["file_path"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "name": "EnterPlanMode",
+        "description": "Plan.",
+        "input_schema": {"type": "object", "properties": {}},
+    },
+    {"type": "web_search_20250305", "name": "web_search", "max_uses": 5},
+]
+
+
 def test_tools_become_function_declarations_with_clean_schemas() -> None:
-    _, body = build(
-        tools=[
-            {
-                "name": "Read",
-                "description": "Read a file.",
-                "input_schema": {
-                    "$schema": "https://json-schema.org/draft/2020-12/schema",
-                    "type": "object",
-                    "properties": {
-                        "file_path": {"type": "string"},
-                        "limit": {"type": "integer", "exclusiveMinimum": 0},
-                    },
-                    "required": ["file_path"],
-                    "additionalProperties": False,
-                },
-            },
-            {
-                "name": "EnterPlanMode",
-                "description": "Plan.",
-                "input_schema": {"type": "object", "properties": {}},
-            },
-            {"type": "web_search_20250305", "name": "web_search", "max_uses": 5},
-        ]
-    )
+    _, body = build(options={"schema_format": "openapi"}, tools=READ_AND_PLAN)
     assert body["tools"] == [
         {
             "functionDeclarations": [
@@ -409,6 +417,162 @@ def test_tools_become_function_declarations_with_clean_schemas() -> None:
         }
     ]
     assert "toolConfig" not in body
+
+
+@pytest.mark.parametrize("model", ["gemini-2.0-flash", "gemini-2.5-flash", "gemini-3-pro-preview"])
+def test_current_models_get_the_json_schema_as_written(model: str) -> None:
+    """parametersJsonSchema, never beside parameters; only the root $schema is dropped."""
+    _, body = build(model, tools=READ_AND_PLAN)
+    read, plan = body["tools"][0]["functionDeclarations"]
+    expected = {k: v for k, v in READ_AND_PLAN[0]["input_schema"].items() if k != "$schema"}
+    assert read == {"name": "Read", "description": "Read a file.", "parametersJsonSchema": expected}
+    assert plan == {"name": "EnterPlanMode", "description": "Plan."}
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "field"),
+    [
+        ("gemini-1.5-pro", {}, "parameters"),
+        ("my-proxy-model", {}, "parameters"),
+        ("my-proxy-model", {"schema_format": "json_schema"}, "parametersJsonSchema"),
+        ("gemini-2.5-pro", {"schema_format": "openapi"}, "parameters"),
+    ],
+)
+def test_schema_format_option(model: str, options: dict[str, Any], field: str) -> None:
+    _, body = build(model, options, tools=READ_AND_PLAN)
+    assert set(body["tools"][0]["functionDeclarations"][0]) == {"name", "description", field}
+    with pytest.raises(ValueError, match="gemini options"):
+        GeminiFormat({"schema_format": "yaml"})
+
+
+METADATA_TOOL = {
+    "name": "TaskCreate",
+    "description": "Create a task.",
+    # Claude Code 2.1.197's TaskCreate (tests/fixtures/claude_code/cli_2_1_197_default.json).
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "subject": {"type": "string"},
+            "metadata": {
+                "description": "Arbitrary metadata to attach to the task",
+                "type": "object",
+                "propertyNames": {"type": "string"},
+                "additionalProperties": {},
+            },
+        },
+        "required": ["subject"],
+        "additionalProperties": False,
+    },
+}
+
+
+def test_a_record_never_becomes_an_object_without_properties() -> None:
+    _, body = build("gemini-1.5-pro", tools=[METADATA_TOOL])
+    params = body["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert params["properties"]["metadata"] == {
+        "type": "STRING",
+        "description": "Arbitrary metadata to attach to the task. A JSON object, written as a "
+        "JSON string.",
+    }
+    check_gemini_schema(params)
+
+
+def _call_response(args: dict[str, Any]) -> bytes:
+    call = {"name": "TaskCreate", "args": args}
+    chunk = {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"functionCall": call}]},
+                "finishReason": "STOP",
+            }
+        ],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2},
+    }
+    return json.dumps(chunk).encode()
+
+
+def test_json_text_arguments_come_back_as_the_declared_object() -> None:
+    """Non-streamed and streamed: the model wrote the record as text, the client gets it whole."""
+    fmt = GeminiFormat({})
+    req = request(tools=[METADATA_TOOL])
+    answer = _call_response({"subject": "s", "metadata": '{"team": "core", "n": 2}'})
+    message = fmt.parse_response(answer, route("gemini-1.5-pro"), req)
+    block = message.content[0]
+    assert isinstance(block, ToolUseBlock)
+    assert block.input == {"subject": "s", "metadata": {"team": "core", "n": 2}}
+    translator = fmt.stream_translator(req, route("gemini-1.5-pro"))
+    events = wire(translator.feed(b"data: " + answer + b"\r\n\r\n") + translator.close())
+    deltas = [e["delta"]["partial_json"] for e in events if e.get("type") == "content_block_delta"]
+    assert json.loads("".join(deltas)) == {"subject": "s", "metadata": {"team": "core", "n": 2}}
+    # Text that is not an object stays as the model wrote it; JSON Schema models are untouched.
+    odd = _call_response({"subject": "s", "metadata": "not json"})
+    assert fmt.parse_response(odd, route("gemini-1.5-pro"), req).content[0].input == {  # type: ignore[union-attr]
+        "subject": "s",
+        "metadata": "not json",
+    }
+    kept = fmt.parse_response(answer, route("gemini-2.5-flash"), req).content[0]
+    assert kept.input["metadata"] == '{"team": "core", "n": 2}'  # type: ignore[union-attr]
+
+
+def test_restore_json_text_follows_arrays_and_any_values() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "rows": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+            "value": {},
+        },
+    }
+    converted, marks = convert_schema(schema)
+    check_gemini_schema(converted)
+    assert marks == {("rows", None): "object", ("value",): "any"}
+    args = {"rows": ['{"a": 1}', "[1]"], "value": "[1, 2]"}
+    assert restore_json_text(args, marks) == {"rows": [{"a": 1}, "[1]"], "value": [1, 2]}
+
+
+def test_converted_tools_are_cached_per_tool_list() -> None:
+    fmt = GeminiFormat({})
+    first, _ = build(tools=[METADATA_TOOL])
+    gemini_module._tool_cache.clear()
+    fmt.build_request(request(tools=[METADATA_TOOL]), route())
+    assert len(gemini_module._tool_cache) == 1
+    again = fmt.build_request(request(tools=[METADATA_TOOL]), route())
+    assert len(gemini_module._tool_cache) == 1 and again.body == first.body
+    fmt.build_request(request(tools=[METADATA_TOOL]), route("gemini-1.5-pro"))
+    assert len(gemini_module._tool_cache) == 2  # the other schema field is another entry
+    for n in range(gemini_module._TOOL_CACHE_SIZE + 5):
+        tool = {**METADATA_TOOL, "name": f"T{n}"}
+        fmt.build_request(request(tools=[tool]), route())
+    assert len(gemini_module._tool_cache) == gemini_module._TOOL_CACHE_SIZE
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}},
+        {"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}},
+        {"type": "object", "properties": {"a": 5}},
+        {"type": "object", "properties": {"a": {"type": "str"}}},
+        {"type": "object", "properties": {"a": {"type": "string"}}, "required": "a"},
+        {"type": "object", "properties": {"a": {"anyOf": {"type": "string"}}}},
+    ],
+)
+def test_malformed_json_schema_goes_through_the_cleaner(schema: dict[str, Any]) -> None:
+    assert json_schema_parameters(schema) is None
+    _, body = build(tools=[{"name": "t", "input_schema": schema}])
+    declaration = body["tools"][0]["functionDeclarations"][0]
+    assert "parametersJsonSchema" not in declaration
+    check_gemini_schema(declaration["parameters"])
+
+
+def test_a_ref_with_siblings_moves_into_any_of() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"p": {"$ref": "#/$defs/P", "description": "the p"}},
+        "$defs": {"P": {"type": "string"}},
+    }
+    sent = json_schema_parameters(schema)
+    assert sent is not None
+    assert sent["properties"]["p"] == {"description": "the p", "anyOf": [{"$ref": "#/$defs/P"}]}
 
 
 def test_web_search_alone_becomes_google_search() -> None:
@@ -602,13 +766,30 @@ def test_structured_output() -> None:
         "required": ["answer"],
         "additionalProperties": False,
     }
-    _, body = build(output_config={"format": {"type": "json_schema", "schema": schema}})
+    output = {"format": {"type": "json_schema", "schema": schema}}
+    _, body = build(output_config=output)
     assert body["generationConfig"]["responseMimeType"] == "application/json"
+    assert body["generationConfig"]["responseJsonSchema"] == schema
+    assert "responseSchema" not in body["generationConfig"]
+    _, body = build("gemini-1.5-flash", output_config=output)
+    assert "responseJsonSchema" not in body["generationConfig"]
     assert body["generationConfig"]["responseSchema"] == {
         "type": "OBJECT",
         "properties": {"answer": {"type": "STRING"}, "score": {"type": "NUMBER", "nullable": True}},
         "required": ["answer"],
     }
+
+
+def test_a_record_as_structured_output_is_plain_json_mode_on_old_models() -> None:
+    record = {"type": "object", "additionalProperties": {"type": "integer"}}
+    output = {"format": {"type": "json_schema", "schema": record}}
+    _, body = build("gemini-1.5-flash", output_config=output)
+    assert body["generationConfig"] == {
+        "maxOutputTokens": 1024,
+        "responseMimeType": "application/json",
+    }
+    _, body = build(output_config=output)
+    assert body["generationConfig"]["responseJsonSchema"] == record
 
 
 def test_options() -> None:
@@ -1150,7 +1331,7 @@ def test_realistic_tool_fixture_spot_checks() -> None:
     }
     assert todos["items"]["properties"]["content"] == {"type": "STRING", "minLength": 1}
     ask = clean["AskUserQuestion"]["properties"]  # type: ignore[index]
-    assert ask["answers"] == {"type": "OBJECT"}
+    assert ask["answers"]["type"] == "STRING"  # a record: JSON text
     assert ask["questions"]["minItems"] == 1 and ask["questions"]["maxItems"] == 4
     worktree = clean["EnterWorktree"]["properties"]  # type: ignore[index]
     assert worktree["name"] == {"type": "STRING"}  # pattern dropped
@@ -1241,7 +1422,10 @@ def test_realistic_tool_fixture_spot_checks() -> None:
             {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}]},
             {"type": "ARRAY", "items": {"anyOf": [{"type": "STRING"}, {"type": "INTEGER"}]}},
         ),
-        ({"type": "object", "properties": {}, "required": ["x"]}, {"type": "OBJECT"}),
+        (
+            {"type": "object", "properties": {}, "required": ["x"]},
+            {"type": "STRING", "description": "A JSON object, written as a JSON string."},
+        ),
         (
             {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a", "ghost"]},
             {"type": "OBJECT", "properties": {"a": {"type": "STRING"}}, "required": ["a"]},
@@ -1264,7 +1448,10 @@ def test_realistic_tool_fixture_spot_checks() -> None:
             },
             {"type": "OBJECT", "properties": {"n": {"type": "INTEGER", "description": "n"}}},
         ),
-        ({"$ref": "#/$defs/missing", "description": "gone"}, {"description": "gone"}),
+        (
+            {"$ref": "#/$defs/missing", "description": "gone"},
+            {"type": "STRING", "description": "gone. Any JSON value, written as a JSON string."},
+        ),
     ],
 )
 def test_schema_cases(schema: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -1273,7 +1460,8 @@ def test_schema_cases(schema: dict[str, Any], expected: dict[str, Any]) -> None:
 
 def test_boolean_schema_means_any_value() -> None:
     schema = {"type": "object", "properties": {"v": True, "w": {}}}
-    assert to_gemini_schema(schema) == {"type": "OBJECT", "properties": {"v": {}, "w": {}}}
+    text = {"type": "STRING", "description": "Any JSON value, written as a JSON string."}
+    assert to_gemini_schema(schema) == {"type": "OBJECT", "properties": {"v": text, "w": text}}
 
 
 def test_recursive_reference_is_cut() -> None:
@@ -1293,7 +1481,13 @@ def test_recursive_reference_is_cut() -> None:
         "type": "OBJECT",
         "properties": {
             "name": {"type": "STRING"},
-            "children": {"type": "ARRAY", "items": {"type": "OBJECT"}},
+            "children": {
+                "type": "ARRAY",
+                "items": {
+                    "type": "STRING",
+                    "description": "Any JSON value, written as a JSON string.",
+                },
+            },
         },
     }
 

@@ -21,9 +21,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-PINNED_VERSION: str = json.loads((PACKAGE_DIR / "package.json").read_text())["dependencies"][
-    "@anthropic-ai/claude-code"
+_DEPENDENCIES: dict[str, str] = json.loads((PACKAGE_DIR / "package.json").read_text())[
+    "dependencies"
 ]
+PINNED_VERSION: str = _DEPENDENCIES["@anthropic-ai/claude-code"]
+# Older CLIs the end-to-end tests also run, each installed as an npm alias
+# ("claude-code-2.1.197": "npm:@anthropic-ai/claude-code@2.1.197"): users do not all run the newest.
+_ALIAS_PREFIX = "npm:@anthropic-ai/claude-code@"
+OLDER_VERSIONS: tuple[str, ...] = tuple(
+    spec.removeprefix(_ALIAS_PREFIX)
+    for name, spec in _DEPENDENCIES.items()
+    if name.startswith("claude-code-") and spec.startswith(_ALIAS_PREFIX)
+)
+VERSIONS: tuple[str, ...] = (PINNED_VERSION, *OLDER_VERSIONS)
 
 # Keeps every run on the loopback server: with it the CLI makes no DNS lookup and no connection
 # other than POST /v1/messages (checked with strace); the others are its documented sub-switches.
@@ -61,11 +71,20 @@ class ClaudeNotInstalled(RuntimeError):
     """The pinned CLI is missing or is another version: CI forgot (or broke) the install step."""
 
 
-def find_claude(package_dir: Path = PACKAGE_DIR) -> Path | None:
+def find_claude(package_dir: Path = PACKAGE_DIR, version: str = PINNED_VERSION) -> Path | None:
     """The installed native CLI, or None when ``npm ci`` has not run in ``package_dir``."""
     exe = "claude.exe" if sys.platform == "win32" else "claude"
-    binary = package_dir / "node_modules" / _platform_package() / exe
+    modules = package_dir / "node_modules"
+    if version != PINNED_VERSION:  # an alias keeps its own platform package beneath it
+        modules = modules / f"claude-code-{version}" / "node_modules"
+    binary = modules / _platform_package() / exe
     return binary if os.access(binary, os.X_OK) else None
+
+
+def version_of(binary: Path) -> str:
+    """The version of an installed CLI, from its platform package's package.json."""
+    version: str = json.loads((binary.parent / "package.json").read_text())["version"]
+    return version
 
 
 def install() -> None:
@@ -78,13 +97,13 @@ def install() -> None:
     )
 
 
-def _check_version(binary: Path) -> None:
+def _check_version(binary: Path, version: str = PINNED_VERSION) -> None:
     out = subprocess.run(
         [binary, "--version"], capture_output=True, text=True, check=True, timeout=60
     ).stdout
-    if not out.startswith(PINNED_VERSION + " "):
+    if not out.startswith(version + " "):
         raise ClaudeNotInstalled(
-            f"expected Claude Code {PINNED_VERSION} at {binary}, got {out.strip()!r}: "
+            f"expected Claude Code {version} at {binary}, got {out.strip()!r}: "
             f"run `{INSTALL_COMMAND}` to install the pinned version"
         )
 
@@ -101,20 +120,20 @@ def ensure_claude() -> Path:
     return binary
 
 
-def require_claude(package_dir: Path = PACKAGE_DIR) -> Path:
-    """The pinned CLI, never installing it: the test suite runs what CI installed.
+def require_claude(package_dir: Path = PACKAGE_DIR, version: str = PINNED_VERSION) -> Path:
+    """A pinned CLI, never installing it: the test suite runs what CI installed.
 
     Installing from inside a test would hide a broken install step and make a test's duration
     depend on the registry.
     """
-    binary = find_claude(package_dir)
+    binary = find_claude(package_dir, version)
     if binary is None:
         raise ClaudeNotInstalled(
-            f"Claude Code {PINNED_VERSION} ({_platform_package()}) is not installed under "
+            f"Claude Code {version} ({_platform_package()}) is not installed under "
             f"{package_dir / 'node_modules'}: run `{INSTALL_COMMAND}` first "
             "(it is part of the README's test command)"
         )
-    _check_version(binary)
+    _check_version(binary, version)
     return binary
 
 

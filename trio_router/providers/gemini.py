@@ -23,6 +23,9 @@ Mapping choices:
   model allows it. Thoughts are asked for (``includeThoughts``) whenever thinking is on.
 - Gemini 3 thought signatures travel inside the ``tool_use`` id (see :func:`encode_tool_id`), so
   they survive worker processes and restarts without a server-side store.
+- Tool and output schemas go as JSON Schema (``parametersJsonSchema``/``responseJsonSchema``) or
+  as the OpenAPI-subset Schema (``parameters``/``responseSchema``), by option ``schema_format``;
+  see :mod:`.schema` for both, and :class:`GeminiOptions` for the default.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import mimetypes
 import re
 import secrets
 import zlib
-from typing import Any, ClassVar, Final
+from collections import OrderedDict
+from typing import Any, ClassVar, Final, Literal
 
 import msgspec
 from msgspec import Struct
@@ -76,7 +80,14 @@ from ..config import Provider
 from ..errors import InvalidRequestError, UpstreamError, upstream_error
 from ..sse import SSEParser
 from .base import Route, StreamOutput, UpstreamRequest, extract_error_message
-from .schema import function_parameters, to_gemini_schema
+from .schema import (
+    Marks,
+    convert_schema,
+    json_response_schema,
+    json_schema_parameters,
+    parameters_schema,
+    restore_json_text,
+)
 
 # --- request wire types (https://ai.google.dev/api/generate-content#request-body) ------------
 
@@ -116,10 +127,13 @@ class Content(Struct, omit_defaults=True):
     role: str | None = None
 
 
-class FunctionDeclaration(Struct, omit_defaults=True):
+class FunctionDeclaration(Struct, rename="camel", omit_defaults=True, frozen=True):
     name: str
     description: str | None = None
+    # One or the other: "This field is mutually exclusive with parameters"
+    # (ai.google.dev/api/caching#FunctionDeclaration).
     parameters: dict[str, Any] | None = None
+    parameters_json_schema: dict[str, Any] | None = None
 
 
 class Tool(Struct, rename="camel", omit_defaults=True):
@@ -150,7 +164,10 @@ class GenerationConfig(Struct, rename="camel", omit_defaults=True):
     top_k: int | None = None
     stop_sequences: list[str] | None = None
     response_mime_type: str | None = None
+    # One or the other; responseJsonSchema "requires responseMimeType application/json"
+    # (ai.google.dev/api/generate-content#generationconfig).
     response_schema: dict[str, Any] | None = None
+    response_json_schema: dict[str, Any] | None = None
     thinking_config: ThinkingConfig | None = None
 
 
@@ -353,6 +370,14 @@ class _Model:
         return effort if effort in ("low", "medium") else "high"
 
     @property
+    def takes_json_schema(self) -> bool:
+        # JSON Schema is taken by "all actively supported Gemini models"
+        # (blog.google/technology/developers/gemini-api-structured-outputs, Nov 2025), which
+        # are 2.0 and later (1.5 was retired, ai.google.dev/gemini-api/docs/changelog), and
+        # parameters_json_schema works on gemini-2.0-flash-001 (googleapis/python-genai#1147).
+        return self.major >= 2
+
+    @property
     def max_output(self) -> int | None:
         if self.major == 0:
             return None  # an alias or a proxy's name: nothing known
@@ -494,22 +519,81 @@ def _contents(
     return contents, system
 
 
-def _tools(request: MessagesRequest) -> tuple[list[Tool] | None, bool]:
-    """The ``tools`` list, and whether it declares functions."""
+class _ToolSet(Struct, frozen=True):
+    """One request's ``tools`` as Gemini takes them; shared by every request of that shape."""
+
+    tools: list[Tool] | None = None
+    declared: bool = False  # whether it declares functions
+    # Per function: where its arguments hold JSON text (see schema.restore_json_text).
+    marks: dict[str, Marks] = {}
+
+
+_NO_TOOLS: Final = _ToolSet()
+_TOOL_CACHE_SIZE: Final = 64
+_tool_cache: OrderedDict[bytes, _ToolSet] = OrderedDict()
+
+
+def _tools(request: MessagesRequest, json_schema: bool) -> _ToolSet:
+    """The converted ``tools``, from a bounded LRU keyed by a hash of their JSON.
+
+    Claude Code sends the same tools (24, some 60 KB) on every turn: converting them takes
+    0.6-1 ms, encoding and hashing them 0.12 ms. The cache is module-level, which is safe
+    because the conversion is a pure function of its key (the tools' bytes and the schema
+    field): no option, provider or request outside the key can change the result. Entries are
+    shared read-only.
+    """
     if not request.tools:
-        return None, False
+        return _NO_TOOLS
+    # SHA-256 runs in hardware (SHA-NI/ARMv8): some 0.05 ms for 60 KB, under half of BLAKE2b.
+    key = hashlib.sha256(_encode(request.tools)).digest() + (b"j" if json_schema else b"o")
+    found = _tool_cache.get(key)
+    if found is not None:
+        _tool_cache.move_to_end(key)
+        return found
+    converted = _convert_tools(request, json_schema)
+    _tool_cache[key] = converted
+    if len(_tool_cache) > _TOOL_CACHE_SIZE:
+        _tool_cache.popitem(last=False)
+    return converted
+
+
+def _convert_tools(request: MessagesRequest, json_schema: bool) -> _ToolSet:
     declarations: list[FunctionDeclaration] = []
+    marks: dict[str, Marks] = {}
     search = False
-    for tool in request.tools:
+    for tool in request.tools or ():
         if tool.type is None or tool.type == "custom":
-            params = function_parameters(tool.input_schema)
-            declarations.append(FunctionDeclaration(tool.name, tool.description, params))
+            sent = json_schema_parameters(tool.input_schema) if json_schema else None
+            if sent is not None:
+                declaration = FunctionDeclaration(
+                    tool.name, tool.description, parameters_json_schema=sent
+                )
+            else:
+                params, found = parameters_schema(tool.input_schema)
+                declaration = FunctionDeclaration(tool.name, tool.description, params)
+                if found:
+                    marks[tool.name] = found
+            declarations.append(declaration)
         elif tool.type.startswith("web_search"):
             search = True
     if declarations:
-        return [Tool(function_declarations=declarations)], True
+        return _ToolSet([Tool(function_declarations=declarations)], True, marks)
     # https://ai.google.dev/gemini-api/docs/google-search
-    return ([Tool(google_search={})] if search else None), False
+    return _ToolSet([Tool(google_search={})] if search else None)
+
+
+def _tool_marks(
+    request: MessagesRequest | None, model: str, options: GeminiOptions
+) -> dict[str, Marks]:
+    if request is None or not request.tools:
+        return {}
+    return _tools(request, _json_schema(_Model(model.removeprefix("models/")), options)).marks
+
+
+def _json_schema(model: _Model, options: GeminiOptions) -> bool:
+    if options.schema_format == "auto":
+        return model.takes_json_schema
+    return options.schema_format == "json_schema"
 
 
 def _tool_config(request: MessagesRequest) -> ToolConfig | None:
@@ -526,7 +610,7 @@ def _tool_config(request: MessagesRequest) -> ToolConfig | None:
 
 
 def _generation_config(
-    request: MessagesRequest, model: _Model, cap: int | None
+    request: MessagesRequest, model: _Model, cap: int | None, json_schema: bool
 ) -> GenerationConfig | None:
     max_tokens = request.max_tokens
     if max_tokens is not None and cap is not None:
@@ -544,7 +628,16 @@ def _generation_config(
     if output and output.get("type") == "json_schema" and isinstance(output.get("schema"), dict):
         # ai.google.dev/gemini-api/docs/structured-output
         config.response_mime_type = "application/json"
-        config.response_schema = to_gemini_schema(output["schema"])
+        schema = output["schema"]
+        sent = json_response_schema(schema) if json_schema else None
+        if sent is not None:
+            config.response_json_schema = sent
+        else:
+            converted, marks = convert_schema(schema)
+            # A root that became JSON text (a record, any value): JSON mode without a schema
+            # says the same, where a STRING schema would make the answer a quoted string.
+            if () not in marks:
+                config.response_schema = converted
     return None if config == GenerationConfig() else config
 
 
@@ -615,6 +708,14 @@ class GeminiOptions(Struct, frozen=True, forbid_unknown_fields=True):
     safety_settings: list[dict[str, Any]] | None = None
     # Per-model maxOutputTokens caps, over the documented limits of each Gemini generation.
     max_output_tokens: dict[str, int] = {}
+    # Tool and output schemas as JSON Schema (parametersJsonSchema, responseJsonSchema) or as
+    # the OpenAPI-subset Schema (parameters, responseSchema, cleaned by providers/schema.py).
+    # "auto": JSON Schema for Gemini 2.0 and later, which take it (the Gemini API since
+    # Nov 2025, blog.google/technology/developers/gemini-api-structured-outputs; Vertex AI's
+    # FunctionDeclaration has the same field, cloud.google.com/vertex-ai/docs/reference/rest),
+    # the cleaned Schema for other model names (1.x, aliases, proxies' names), which every
+    # version of the API takes.
+    schema_format: Literal["auto", "json_schema", "openapi"] = "auto"
 
 
 class GeminiFormat:
@@ -632,14 +733,18 @@ class GeminiFormat:
         options = self.options
         contents, extra_system = _contents(request, model, options.thought_signature_fallback)
         system = system_text(request.system) + extra_system
-        tools, declared = _tools(request)
+        json_schema = _json_schema(model, options)
+        tools = _tools(request, json_schema)
         body = GenerateContentRequest(
             contents=contents,
             system_instruction=Content([Part(text=t) for t in system]) if system else None,
-            tools=tools,
-            tool_config=_tool_config(request) if declared else None,
+            tools=tools.tools,
+            tool_config=_tool_config(request) if tools.declared else None,
             generation_config=_generation_config(
-                request, model, options.max_output_tokens.get(model_name, model.max_output)
+                request,
+                model,
+                options.max_output_tokens.get(model_name, model.max_output),
+                json_schema,
             ),
             safety_settings=options.safety_settings,
         )
@@ -657,7 +762,11 @@ class GeminiFormat:
             url=f"{base}/{model_name}{action}", headers=headers, body=_encode(body)
         )
 
-    def parse_response(self, body: bytes, route: Route) -> MessageResponse:
+    def parse_response(
+        self, body: bytes, route: Route, request: MessagesRequest | None = None
+    ) -> MessageResponse:
+        """``request``, when given, lets arguments that Gemini wrote as JSON text (see
+        :mod:`.schema`) reach the client as the objects its tools declared."""
         try:
             chunk = _chunk_decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -669,6 +778,7 @@ class GeminiFormat:
                 chunk.error.message or chunk.error.status, status=_status(chunk.error, 502)
             )
         seed = chunk.response_id or secrets.token_hex(8)
+        marks = _tool_marks(request, route.model, self.options)
         blocks: list[ResponseBlock] = []
         finish = ""
         message = None
@@ -677,7 +787,7 @@ class GeminiFormat:
             finish = candidate.finish_reason or ""
             message = candidate.finish_message
             for part in candidate.content.parts if candidate.content else []:
-                _add_block(blocks, part, seed)
+                _add_block(blocks, part, seed, marks)
         elif chunk.prompt_feedback and chunk.prompt_feedback.block_reason:
             finish = "SAFETY"
         if finish in _BROKEN_CALLS:
@@ -695,7 +805,8 @@ class GeminiFormat:
         )
 
     def stream_translator(self, request: MessagesRequest, route: Route) -> GeminiStreamTranslator:
-        return GeminiStreamTranslator(route.model, route.provider)
+        marks = _tool_marks(request, route.model, self.options)
+        return GeminiStreamTranslator(route.model, route.provider, marks)
 
     def error_info(self, status: int, body: bytes) -> tuple[int, dict[str, str]]:
         """What the status line does not say: Gemini answers 400 for a bad key, where an
@@ -721,11 +832,15 @@ class GeminiFormat:
         return extract_error_message(body)
 
 
-def _add_block(blocks: list[ResponseBlock], part: _PartOut, seed: str) -> None:
+def _add_block(
+    blocks: list[ResponseBlock], part: _PartOut, seed: str, marks: dict[str, Marks]
+) -> None:
     """Append one response part, merging text into the previous block of the same kind."""
     call = part.function_call
     if call is not None:
         args = msgspec.json.decode(call.args)
+        if call.name in marks:
+            args = restore_json_text(args, marks[call.name])
         tool_id = _tool_id(seed, len(blocks), part.thought_signature)
         blocks.append(
             ToolUseBlock(id=tool_id, name=call.name, input=args if isinstance(args, dict) else {})
@@ -763,6 +878,7 @@ class GeminiStreamTranslator:
         "_finish_message",
         "_head",
         "_index",
+        "_marks",
         "_model",
         "_open",
         "_parser",
@@ -774,8 +890,11 @@ class GeminiStreamTranslator:
         "usage",
     )
 
-    def __init__(self, model: str, provider: Provider | None = None) -> None:
+    def __init__(
+        self, model: str, provider: Provider | None = None, marks: dict[str, Marks] | None = None
+    ) -> None:
         self.usage = Usage(cache_read_input_tokens=0)
+        self._marks = marks or {}  # per function: where its arguments hold JSON text
         # The error event the stream ended with, for the request log (status, message).
         self.error: UpstreamError | None = None
         self._model = model
@@ -873,7 +992,11 @@ class GeminiStreamTranslator:
             index = self._blocks
             self._blocks += 1
             tool_id = _tool_id(self._seed, index, part.thought_signature)
-            args = bytes(call.args).decode()
+            if call.name in self._marks:
+                restored = restore_json_text(msgspec.json.decode(call.args), self._marks[call.name])
+                args = _encode(restored).decode()
+            else:
+                args = bytes(call.args).decode()
             out.append(ContentBlockStart(index, ToolUseBlock(id=tool_id, name=call.name, input={})))
             out.append(ContentBlockDelta(index, InputJSONDelta(args)))
             out.append(ContentBlockStop(index))
