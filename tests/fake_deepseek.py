@@ -5,7 +5,12 @@ rules, enforced here with DeepSeek's status codes and messages:
 
 - ``POST /chat/completions`` under ``https://api.deepseek.com``
   (https://api-docs.deepseek.com/api/create-chat-completion).
-- ``max_tokens`` outside the mode's range is a 400, not clamped.
+- ``max_tokens`` is an integer in the model's range, else a 400, not clamped.
+- Messages carry text only: an ``image_url`` part is a 400 ``unknown variant `image_url`,
+  expected `text``` (what the API answers; see trio_router/providers/deepseek.py).
+- Model names (https://api-docs.deepseek.com/quick_start/pricing): the V4 models
+  ``deepseek-flash`` (``deepseek-v4-flash`` still answers) and ``deepseek-v4-pro``, 384K output;
+  the legacy aliases ``deepseek-chat`` and ``deepseek-reasoner`` (non-thinking and thinking).
 - Thinking mode (``thinking: {"type": "enabled"}`` or ``deepseek-reasoner``) streams the chain
   of thought as ``reasoning_content`` before the answer, and every later assistant message that
   made tool calls must carry its ``reasoning_content`` again, else 400
@@ -21,15 +26,30 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tests import openai_wire as wire
-from tests.fake_openai import JSON, Answer, FakeChatProvider, Rejection, Usage
+from tests.fake_openai import (
+    JSON,
+    OPENAI_FIELDS,
+    TEXT_PARTS,
+    Answer,
+    FakeChatProvider,
+    Rejection,
+    Rule,
+    Usage,
+    one_of,
+    stop_rule,
+)
 from tests.fakeserver import Reply, Request
 
-MODELS = ("deepseek-chat", "deepseek-reasoner")
 REASONER = "deepseek-reasoner"
-# https://api-docs.deepseek.com/quick_start/pricing: the two names are DeepSeek-V3.2's
-# non-thinking and thinking modes, with a "MAX OUTPUT" of 8K and 64K; the thinking toggle
-# switches deepseek-chat into thinking mode (https://api-docs.deepseek.com/guides/thinking_mode).
-MAX_TOKENS = {False: 8192, True: 65536}
+LEGACY = ("deepseek-chat", REASONER)
+V4 = ("deepseek-flash", "deepseek-v4-flash", "deepseek-v4-pro")
+MODELS = (*LEGACY, *V4)
+# https://api-docs.deepseek.com/quick_start/pricing: "MAX OUTPUT" 384K for the V4 models. The
+# legacy names keep the limits of their V3.2 modes, 8K without thinking and 64K with it (the
+# thinking toggle switches deepseek-chat into the reasoner's mode,
+# https://api-docs.deepseek.com/guides/thinking_mode): stricter than what the aliases now serve.
+V4_MAX_TOKENS = 384 * 1024
+LEGACY_MAX_TOKENS = {False: 8192, True: 65536}
 
 
 @dataclass
@@ -39,6 +59,20 @@ class FakeDeepSeek(FakeChatProvider):
     path: ClassVar[str] = "/chat/completions"
     reasoning_field: ClassVar[str] = "reasoning_content"
     keep_alive: ClassVar[bytes] = b": keep-alive\n\n"
+    # https://api-docs.deepseek.com/api/create-chat-completion: OpenAI's fields plus
+    # ``thinking``; up to 16 stop strings; efforts as https://api-docs.deepseek.com/guides/
+    # thinking_mode takes them (low and medium become high, xhigh becomes max).
+    fields: ClassVar[dict[str, Rule | None]] = {
+        **OPENAI_FIELDS,
+        "thinking": None,  # these two checked in check(), with DeepSeek's messages
+        "max_tokens": None,
+        "stop": stop_rule(16),
+        "reasoning_effort": one_of("low", "medium", "high", "xhigh", "max"),
+    }
+    message_fields: ClassVar[dict[str, frozenset[str]]] = {
+        "assistant": frozenset({"reasoning_content", "prefix"})
+    }
+    user_parts: ClassVar[dict[str, JSON]] = TEXT_PARTS
 
     def check(self, request: Request) -> JSON:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
@@ -48,9 +82,20 @@ class FakeDeepSeek(FakeChatProvider):
                 "authentication_error",
             )
         body = super().check(request)
-        limit = MAX_TOKENS[self.thinking(body)]
+        toggle = body.get("thinking")
+        if toggle is not None and (
+            not isinstance(toggle, dict)
+            or set(toggle) != {"type"}
+            or toggle["type"] not in ("enabled", "disabled")
+        ):
+            raise Rejection(400, "thinking.type must be one of: enabled, disabled")
+        limit = V4_MAX_TOKENS if body["model"] in V4 else LEGACY_MAX_TOKENS[self.thinking(body)]
         max_tokens = body.get("max_tokens")
-        if max_tokens is not None and not 1 <= max_tokens <= limit:
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool)
+            or not isinstance(max_tokens, int)
+            or not 1 <= max_tokens <= limit
+        ):
             raise Rejection(
                 400, f"Invalid max_tokens value, the valid range of max_tokens is [1, {limit}]"
             )
@@ -72,6 +117,13 @@ class FakeDeepSeek(FakeChatProvider):
     def check_model(self, model: Any) -> None:
         if model not in MODELS or model not in self.models:
             raise Rejection(400, "Model Not Exist")
+
+    def unknown_part(self, kind: Any, where: str, kinds: list[str]) -> Rejection:
+        return Rejection(
+            400,
+            f"Failed to deserialize the JSON body into the target type: {where}: unknown "
+            f"variant `{kind}`, expected `text`",
+        )
 
     def thinking(self, body: JSON) -> bool:
         toggle: Any = body.get("thinking") or {}

@@ -107,7 +107,15 @@ def stream_reply(frames: Sequence[bytes], **kwargs: Any) -> Reply:
 
 
 def error_reply(
-    status: int, message: str, kind: str, headers: Sequence[tuple[str, str]] = ()
+    status: int,
+    message: str,
+    kind: str,
+    headers: Sequence[tuple[str, str]] = (),
+    *,
+    param: str | None = None,
+    code: str | None = None,
 ) -> Reply:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``
+    (https://platform.openai.com/docs/guides/error-codes)."""
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return Reply.json(body, status=status, headers=[*HEADERS, *headers])

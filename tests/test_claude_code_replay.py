@@ -1,5 +1,7 @@
-"""Every request the real Claude Code CLI sent (captured in tests/fixtures/claude_code/), replayed
-byte for byte with its headers through the router to each provider format.
+"""Every request the real Claude Code CLI sent (captured in tests/fixtures/claude_code/, from
+several CLI versions and with MCP tools), replayed byte for byte with its headers through the
+router to each provider format, and judged there by the strict fakes: each answers what its real
+API would, a 400 with the provider's error body included.
 
 The CLI tests run a few scenarios end to end; this one checks each captured shape against every
 format, and what reached the upstream.
@@ -16,14 +18,22 @@ from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import RawMessageStreamEvent
 from pydantic import TypeAdapter
 
-from tests import openai_wire as wire
 from tests.conftest import RunningRouter, StartFake, StartRouter, provider_config
+from tests.fake_deepseek import FakeDeepSeek
+from tests.fake_gemini import FakeGemini
+from tests.fake_openai import FakeChatProvider
 from tests.fakeserver import Reply, Request
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CAPTURED = ["default", "sonnet_4_5", "unknown_model", "tool_use_1", "tool_use_2", "broken_stream_2"]
+# Every captured request body (the .headers.json and .output.json beside them are not).
+CAPTURED = sorted(
+    path.stem
+    for path in (FIXTURES / "claude_code").glob("*.json")
+    if "messages" in json.loads(path.read_text())
+)
 BILLING = "x-anthropic-billing-header"
 EVENTS: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
+KEY = "sk-fake-provider-key-0123456789"  # provider_config's default key
 
 
 def captured(name: str) -> tuple[bytes, dict[str, str], str]:
@@ -38,21 +48,8 @@ def captured(name: str) -> tuple[bytes, dict[str, str], str]:
 
 
 def openai_reply(request: Request) -> Reply:
-    if request.json().get("stream"):
-        return wire.stream_reply(wire.text_stream(["Hi", " there"]))
-    return Reply.json(wire.completion("Hi there"))
-
-
-def deepseek_reply(request: Request) -> Reply:
-    if request.json().get("stream"):
-        return Reply.sse([(FIXTURES / "deepseek" / "stream_reasoner.sse").read_bytes()])
-    return Reply.json(wire.completion("Hi there", reasoning=None))
-
-
-def gemini_reply(request: Request) -> Reply:
-    if request.path.endswith(":streamGenerateContent"):
-        return Reply.sse([(FIXTURES / "gemini" / "stream_text.sse").read_bytes()])
-    return Reply.json(json.loads((FIXTURES / "gemini" / "response_text.json").read_text()))
+    """A permissive OpenAI-shaped answer, for the tests below that look at the router only."""
+    return FakeChatProvider(KEY, ["m"], "true").answer(request, request.json())
 
 
 def anthropic_reply(request: Request) -> Reply:
@@ -73,12 +70,28 @@ def anthropic_reply(request: Request) -> Reply:
     return Reply.json(message)
 
 
-FORMATS: dict[str, tuple[Any, str, str]] = {
-    "openrouter": (openai_reply, "/v1/chat/completions", "vendor/some-model"),
-    "deepseek": (deepseek_reply, "/chat/completions", "deepseek-chat"),
-    "gemini": (gemini_reply, "/v1beta/models/", "gemini-3-pro-preview"),
-    "anthropic": (anthropic_reply, "/v1/messages", "claude-compatible"),
+# format -> (transformer, endpoint path, model). Two Gemini model names: a Gemini 3 one and a
+# 1.x one, whose tool schemas may take different forms (JSON Schema or the OpenAPI subset).
+FORMATS: dict[str, tuple[str, str, str]] = {
+    "openrouter": ("openrouter", FakeChatProvider.path, "vendor/some-model"),
+    "deepseek": ("deepseek", FakeDeepSeek.path, "deepseek-chat"),
+    "deepseek-v4": ("deepseek", FakeDeepSeek.path, "deepseek-v4-pro"),
+    "gemini": ("gemini", "/v1beta/models/", "gemini-3-pro-preview"),
+    "gemini-1.5": ("gemini", "/v1beta/models/", "gemini-1.5-pro"),
+    "anthropic": ("anthropic", "/v1/messages", "claude-compatible"),
 }
+
+
+def strict_fake(transformer: str, model: str) -> Any:
+    """The fake that enforces what the provider documents, or (Anthropic passthrough, which
+    forwards the body as it came) a plain answer."""
+    if transformer == "openrouter":
+        return FakeChatProvider(KEY, [model], "true")
+    if transformer == "deepseek":
+        return FakeDeepSeek(KEY, [model], "true")
+    if transformer == "gemini":
+        return FakeGemini(KEY, [model], "true")
+    return anthropic_reply
 
 
 async def replay(
@@ -90,7 +103,7 @@ async def replay(
         data["model"] = model  # the unknown-name capture asked for "provider,model"
     async with router.client() as client:
         response = await client.post(target, content=json.dumps(data), headers=headers)
-    if data.get("stream"):
+    if data.get("stream") and response.status_code == 200:
         assert response.headers["content-type"].startswith("text/event-stream")
         return response.status_code, parse_events(response.text)
     return response.status_code, response.json()
@@ -110,20 +123,23 @@ def parse_events(text: str) -> list[Any]:
 async def test_captured_claude_code_request(
     start_router: StartRouter, start_fake: StartFake, fmt: str, name: str
 ) -> None:
-    handler, path, model = FORMATS[fmt]
+    transformer, path, model = FORMATS[fmt]
+    handler = strict_fake(transformer, model)
     fake = await start_fake(handler)
     router = await start_router(
         {
             "APIKEY": "test-key",
             "Providers": [
                 provider_config(
-                    fake, name="up", path=path, models=[model], transformer={"use": [fmt]}
+                    fake, name="up", path=path, models=[model], transformer={"use": [transformer]}
                 )
             ],
             "Router": {"default": f"up,{model}"},
         }
     )
     status, answer = await replay(router, name, f"up,{model}")
+    rejected = [r.message for _, r in getattr(handler, "rejected", [])]
+    assert not rejected, f"the provider would refuse this request: {rejected}"
     assert status == 200, answer
     if isinstance(answer, list):
         message = None
@@ -132,10 +148,13 @@ async def test_captured_claude_code_request(
             message = accumulate_event(event=event, current_snapshot=message, json_bufs=buffers)
         assert answer[-1].type == "message_stop"
         assert message is not None
-        text = "".join(b.text for b in message.content if b.type == "text")
+        blocks = [b.model_dump() for b in message.content]
     else:
-        text = "".join(b["text"] for b in answer["content"] if b["type"] == "text")
-    assert text
+        blocks = answer["content"]
+    # The fakes' model calls Bash when offered it and no result came back yet, else answers.
+    assert any(b["type"] == "tool_use" and b["name"] == "Bash" for b in blocks) or "".join(
+        b["text"] for b in blocks if b["type"] == "text"
+    ), blocks
 
     (upstream,) = fake.requests
     sent = upstream.json()
@@ -149,19 +168,35 @@ async def test_captured_claude_code_request(
         }
         return
     assert BILLING not in upstream.body.decode()
-    if fmt == "gemini":
-        assert "$schema" not in upstream.body.decode()
-        assert "additionalProperties" not in upstream.body.decode()
+    tools = json.loads(captured(name)[0])["tools"]
+    if transformer == "gemini":
         assert sent["generationConfig"]["maxOutputTokens"] <= 65536
         assert "systemInstruction" in sent
         assert {c["role"] for c in sent["contents"]} <= {"user", "model"}
+        declared = [d["name"] for t in sent["tools"] for d in t.get("functionDeclarations", [])]
+        assert declared == [t["name"] for t in tools]
     else:
         roles = [m["role"] for m in sent["messages"]]
         assert set(roles) <= {"system", "user", "assistant", "tool"}
         assert roles[0] == "system"
-        assert len(sent["tools"]) == len(json.loads(captured(name)[0])["tools"])
-    if fmt == "deepseek":
-        assert sent["max_tokens"] <= 65536
+        assert [t["function"]["name"] for t in sent["tools"]] == [t["name"] for t in tools]
+
+
+def test_the_record_typed_tool_schema_is_among_the_captures() -> None:
+    """Claude Code 2.1.197's TaskCreate/TaskUpdate ``metadata`` is a record (a map with no
+    properties), the shape that once reached users' Gemini sessions as a 400."""
+    record = {"type": "object", "propertyNames": {"type": "string"}, "additionalProperties": {}}
+    body = json.loads((FIXTURES / "claude_code" / "cli_2_1_197_default.json").read_text())
+    schemas = {t["name"]: t["input_schema"] for t in body["tools"]}
+    for name in ("TaskCreate", "TaskUpdate"):
+        metadata = schemas[name]["properties"]["metadata"]
+        assert {k: v for k, v in metadata.items() if k != "description"} == record
+    assert any(
+        t["name"].startswith("mcp__")
+        for t in json.loads((FIXTURES / "claude_code" / "cli_2_1_197_mcp_tools.json").read_text())[
+            "tools"
+        ]
+    )
 
 
 async def _session_in_log(router: RunningRouter) -> str:

@@ -267,7 +267,7 @@ async def test_nesting_near_the_limit_is_never_a_500(
     seen: set[int] = set()
     async with router.client() as client:
         for where in ("tool_use.input", "input_schema", "output_config.format"):
-            for depth in range(940, 1001, 3):
+            for depth in range(880, 1001, 3):
                 response = await client.post(
                     "/v1/messages", content=nested_body(where, depth, model, False)
                 )

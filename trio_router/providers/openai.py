@@ -466,11 +466,19 @@ def chat_messages(request: MessagesRequest, options: OpenAIOptions) -> list[Chat
 def _tools(tools: list[Tool] | None) -> list[ChatTool] | None:
     # Server tools (web_search_20250305, ...) have a type and no schema: nothing to call here.
     mapped = [
-        ChatTool(FunctionSpec(tool.name, tool.input_schema, tool.description))
+        ChatTool(FunctionSpec(tool.name, _object_schema(tool.input_schema), tool.description))
         for tool in tools or ()
         if tool.input_schema is not None
     ]
     return mapped or None
+
+
+def _object_schema(schema: JSONObject) -> JSONObject:
+    """OpenAI takes only an object schema as ``parameters`` (a 400 "Invalid schema for function
+    'x': schema must be a JSON Schema of 'type: "object"'" otherwise); a tool's input is always
+    an object (https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use),
+    so a missing, null or other ``type`` is sent as ``object``."""
+    return schema if schema.get("type") == "object" else {**schema, "type": "object"}
 
 
 _TOOL_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
@@ -1073,7 +1081,9 @@ class OpenAIFormat:
         headers.update(provider.headers)
         return headers
 
-    def parse_response(self, body: bytes, route: Route) -> MessageResponse:
+    def parse_response(
+        self, body: bytes, route: Route, request: MessagesRequest | None = None
+    ) -> MessageResponse:
         try:
             chat = _response_decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:

@@ -230,7 +230,9 @@ class AnthropicFormat:
             usage.cache_read_input_tokens,
         )
 
-    def parse_response(self, body: bytes, route: Route) -> MessageResponse:
+    def parse_response(
+        self, body: bytes, route: Route, request: MessagesRequest | None = None
+    ) -> MessageResponse:
         try:
             return response_decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
