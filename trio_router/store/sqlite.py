@@ -1,0 +1,573 @@
+"""The store in one SQLite file (WAL mode), shared by the workers of one host.
+
+Each thread has its own connection, and every call runs in a worker thread (one at a time per
+process, through a limiter) so the event loop never waits on the disk. Every change is one
+``BEGIN IMMEDIATE`` transaction: it takes SQLite's write lock before it reads, so the check and
+the write of a limit cannot interleave with another worker's. A started call always finishes
+(``trio.to_thread.run_sync`` does not abandon its thread), so no write is lost to a cancel.
+
+Each transaction is written as the rows PostgreSQL would hold too: ``BEGIN IMMEDIATE`` stands
+for PostgreSQL's ``SELECT ... FOR UPDATE`` on the key's or provider's rows (or an advisory lock).
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import trio
+
+from . import (
+    ClientKey,
+    KeyChanges,
+    KeyName,
+    KeyProviderUsage,
+    KeyUsage,
+    Limits,
+    ProviderUsage,
+    Refusal,
+    RequestRecord,
+    SessionUsage,
+    Store,
+    UserUsage,
+)
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+WINDOW = 60.0  # seconds: the "per minute" of rpm and tpm
+
+_ADD_SESSION = """
+INSERT INTO usage (session, provider, input_tokens, output_tokens, cache_read_tokens, requests)
+VALUES (?, ?, ?, ?, ?, 1)
+ON CONFLICT (session, provider) DO UPDATE SET
+    input_tokens = input_tokens + excluded.input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens,
+    cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+    requests = requests + 1
+"""
+
+_ADD_KEY = """
+INSERT INTO key_usage (key_id, provider, user_name, input_tokens, output_tokens,
+    cache_read_tokens, requests, errors, rate_limited)
+VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
+ON CONFLICT (key_id, provider) DO UPDATE SET
+    input_tokens = input_tokens + excluded.input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens,
+    cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+    requests = requests + 1,
+    errors = errors + excluded.errors,
+    rate_limited = rate_limited + excluded.rate_limited
+"""
+
+_ADD_DAILY = """
+INSERT INTO key_tokens_daily (key_id, day, tokens) VALUES (?, ?, ?)
+ON CONFLICT (key_id, day) DO UPDATE SET tokens = tokens + excluded.tokens
+"""
+
+_KEY_COLUMNS = (
+    "id, name, user_name, prefix, secret_hash, limits, routes, models, expires_at, disabled,"
+    " created_at"
+)
+
+# The waiters ahead of one request in a provider's queue: those whose key holds fewer of its
+# slots, then those of keys holding as many that began to wait earlier.
+_AHEAD = """
+WITH held AS (SELECT key_id, COUNT(*) AS n FROM leases WHERE provider = ? GROUP BY key_id)
+SELECT COUNT(*) FROM slot_waiters w LEFT JOIN held h ON h.key_id = w.key_id
+WHERE w.provider = ? AND w.id != ?
+  AND (COALESCE(h.n, 0) < ? OR (COALESCE(h.n, 0) = ? AND w.since < ?))
+"""
+
+# A waiter polls well within this; one whose worker died leaves the queue by itself.
+WAITER_TTL = 3.0
+
+
+def migrations() -> Iterator[tuple[int, str]]:
+    """``migrations/sqlite/NNNN_name.sql`` in order: (NNNN, its SQL)."""
+    folder = resources.files(__package__).joinpath("migrations", "sqlite")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql"):
+            yield int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """A script's statements, split where SQLite itself says a statement is complete (so a
+    ``;`` inside a string or comment does not cut one). ``executescript`` cannot be used: it
+    commits the transaction a migration must run in."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file to the newest schema, each step once, in one transaction (two workers
+    starting together: one migrates, the other waits for the lock and finds nothing to do).
+
+    ``0001`` is the schema ``usage.sqlite3`` had before versions were kept, written with
+    ``IF NOT EXISTS``: a file of that time (no ``schema_version`` table) keeps every row.
+    Returns the version the file is at.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+        known = 0
+        for version, script in migrations():
+            known = version
+            if version <= current:
+                continue
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        if not known:
+            raise RuntimeError("the store's migrations are missing from the installed package")
+        if current > known:
+            raise RuntimeError(
+                f"the usage store has schema version {current}, newer than this trio-router"
+                f" knows ({known}): upgrade trio-router"
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return max(current, known)
+
+
+def _day(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+
+
+def _budget_period(now: float, period: str) -> tuple[str, float]:
+    """The first UTC day of the budget period holding ``now``, and when the period ends."""
+    today = datetime.fromtimestamp(now, UTC)
+    if period == "month":
+        start = today.replace(day=1)
+        days = calendar.monthrange(today.year, today.month)[1]
+        end = calendar.timegm((today.year, today.month, days, 0, 0, 0)) + 86400
+    else:
+        start = today
+        end = calendar.timegm((today.year, today.month, today.day, 0, 0, 0)) + 86400
+    return start.strftime("%Y-%m-%d"), float(end)
+
+
+def _seconds(until: float, now: float) -> int:
+    """``retry-after``: whole seconds, rounded up, so a client that waits that long is let in."""
+    return max(1, math.ceil(until - now))
+
+
+def _client_key(row: Row) -> ClientKey:
+    return ClientKey(
+        id=row[0],
+        name=row[1],
+        user=row[2],
+        prefix=row[3],
+        secret_hash=row[4],
+        limits=msgspec.json.decode(row[5], type=Limits),
+        routes=msgspec.json.decode(row[6], type=list[str]) if row[6] is not None else None,
+        models=msgspec.json.decode(row[7], type=list[str]) if row[7] is not None else None,
+        expires_at=row[8],
+        disabled=bool(row[9]),
+        created_at=row[10],
+    )
+
+
+def _json_or_null(value: list[str] | None) -> bytes | None:
+    return None if value is None else msgspec.json.encode(value)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: Path | str) -> None:
+        self._path = str(path)
+        self._local = threading.local()
+        self._limiter = trio.CapacityLimiter(1)
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            migrate(conn)
+        finally:
+            conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=30000")
+        # In WAL mode NORMAL never corrupts the file and keeps every commit across a crash of
+        # the process; only a power cut can lose the last commits. It spares an fsync per request.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def _run_query(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
+        return self._conn().execute(sql, params).fetchall()
+
+    async def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        """One statement, in autocommit mode."""
+        return await trio.to_thread.run_sync(self._run_query, sql, params, limiter=self._limiter)
+
+    def _run_transaction(self, body: Callable[[sqlite3.Connection, float], T]) -> T:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn, time.time())
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def _transaction(self, body: Callable[[sqlite3.Connection, float], T]) -> T:
+        """``body(connection, now)`` in one write transaction, committed unless it raises."""
+        return await trio.to_thread.run_sync(self._run_transaction, body, limiter=self._limiter)
+
+    # Usage per session and provider.
+
+    async def record(self, entry: RequestRecord) -> None:
+        session_row = (
+            entry.session,
+            entry.provider,
+            entry.input_tokens,
+            entry.output_tokens,
+            entry.cache_read,
+        )
+        if entry.key_id is None and entry.lease is None:
+            if entry.provider is not None:  # APIKEY's requests: one upsert, as before keys
+                await self._query(_ADD_SESSION, session_row)
+            return
+
+        def body(conn: sqlite3.Connection, now: float) -> None:
+            if entry.provider is not None:
+                conn.execute(_ADD_SESSION, session_row)
+            if entry.key_id is not None:
+                conn.execute(
+                    _ADD_KEY,
+                    (
+                        entry.key_id,
+                        entry.provider or "",
+                        entry.user,
+                        entry.input_tokens,
+                        entry.output_tokens,
+                        entry.cache_read,
+                        int(entry.error),
+                        int(entry.rate_limited),
+                    ),
+                )
+                tokens = entry.input_tokens + entry.output_tokens
+                if tokens:
+                    conn.execute(_ADD_DAILY, (entry.key_id, _day(now), tokens))
+                    if entry.rated:
+                        conn.execute(
+                            "INSERT INTO rate_events (key_id, at, tokens) VALUES (?, ?, ?)",
+                            (entry.key_id, now, tokens),
+                        )
+            if entry.lease is not None:
+                conn.execute("DELETE FROM leases WHERE id = ?", (entry.lease,))
+
+        await self._transaction(body)
+
+    async def session(self, session: str) -> SessionUsage | None:
+        rows = await self._query(
+            "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests"
+            " FROM usage WHERE session = ? ORDER BY provider",
+            (session,),
+        )
+        return _session(session, rows) if rows else None
+
+    async def sessions(self) -> list[SessionUsage]:
+        rows = await self._query(
+            "SELECT session, provider, input_tokens, output_tokens, cache_read_tokens, requests"
+            " FROM usage ORDER BY session, provider"
+        )
+        grouped: dict[str, list[Row]] = {}
+        for row in rows:
+            grouped.setdefault(row[0], []).append(row[1:])
+        return [_session(name, session_rows) for name, session_rows in grouped.items()]
+
+    async def totals(self) -> dict[str, object]:
+        rows = await self._query(
+            "SELECT provider, SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),"
+            " SUM(requests), COUNT(*) FROM usage GROUP BY provider ORDER BY provider"
+        )
+        sessions = await self._query("SELECT COUNT(DISTINCT session) FROM usage")
+        total = _session("total", [row[:5] for row in rows])
+        return {
+            "providers": msgspec.to_builtins(total.providers),
+            "totalInputTokens": total.total_input_tokens,
+            "totalOutputTokens": total.total_output_tokens,
+            "totalRequests": total.total_requests,
+            "sessions": sessions[0][0],
+        }
+
+    async def delete(self, session: str) -> bool:
+        rows = await self._query("DELETE FROM usage WHERE session = ? RETURNING 1", (session,))
+        return bool(rows)
+
+    # Usage per key and user.
+
+    async def key_usage(self, key_id: str) -> KeyUsage | None:
+        keys = await self._query("SELECT name, user_name FROM client_keys WHERE id = ?", (key_id,))
+        if not keys:
+            return None
+        rows = await self._query(
+            "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests, errors,"
+            " rate_limited FROM key_usage WHERE key_id = ? ORDER BY provider",
+            (key_id,),
+        )
+        providers, totals = _key_rows(rows)
+        return KeyUsage(key_id, keys[0][0], keys[0][1], providers, *totals)
+
+    async def user_usage(self, user: str) -> UserUsage | None:
+        keys = await self._query(
+            "SELECT id, name FROM client_keys WHERE user_name = ? ORDER BY created_at", (user,)
+        )
+        rows = await self._query(
+            "SELECT provider, SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),"
+            " SUM(requests), SUM(errors), SUM(rate_limited) FROM key_usage"
+            " WHERE user_name = ? GROUP BY provider ORDER BY provider",
+            (user,),
+        )
+        if not keys and not rows:
+            return None
+        providers, totals = _key_rows(rows)
+        return UserUsage(user, [KeyName(k[0], k[1]) for k in keys], providers, *totals)
+
+    # Client keys.
+
+    async def create_key(self, key: ClientKey) -> None:
+        await self._query(
+            f"INSERT INTO client_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.id,
+                key.name,
+                key.user,
+                key.prefix,
+                key.secret_hash,
+                msgspec.json.encode(key.limits),
+                _json_or_null(key.routes),
+                _json_or_null(key.models),
+                key.expires_at,
+                int(key.disabled),
+                key.created_at,
+            ),
+        )
+
+    async def keys(self) -> list[ClientKey]:
+        rows = await self._query(
+            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE deleted_at IS NULL"
+            " ORDER BY created_at, id"
+        )
+        return [_client_key(row) for row in rows]
+
+    async def key(self, key_id: str) -> ClientKey | None:
+        rows = await self._query(
+            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE id = ? AND deleted_at IS NULL",
+            (key_id,),
+        )
+        return _client_key(rows[0]) if rows else None
+
+    async def key_by_hash(self, secret_hash: str) -> ClientKey | None:
+        rows = await self._query(
+            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE secret_hash = ? AND deleted_at IS NULL",
+            (secret_hash,),
+        )
+        return _client_key(rows[0]) if rows else None
+
+    async def update_key(self, key_id: str, changes: KeyChanges) -> ClientKey | None:
+        def body(conn: sqlite3.Connection, now: float) -> ClientKey | None:
+            rows = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE id = ? AND deleted_at IS NULL",
+                (key_id,),
+            ).fetchall()
+            if not rows:
+                return None
+            key = _client_key(rows[0])
+            fields = {
+                name: value
+                for name in KeyChanges.__struct_fields__
+                if (value := getattr(changes, name)) is not msgspec.UNSET
+            }
+            key = msgspec.structs.replace(key, **fields)
+            conn.execute(
+                "UPDATE client_keys SET name = ?, limits = ?, routes = ?, models = ?,"
+                " expires_at = ?, disabled = ? WHERE id = ?",
+                (
+                    key.name,
+                    msgspec.json.encode(key.limits),
+                    _json_or_null(key.routes),
+                    _json_or_null(key.models),
+                    key.expires_at,
+                    int(key.disabled),
+                    key_id,
+                ),
+            )
+            return key
+
+        return await self._transaction(body)
+
+    async def delete_key(self, key_id: str) -> bool:
+        rows = await self._query(
+            "UPDATE client_keys SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL RETURNING 1",
+            (time.time(), key_id),
+        )
+        return bool(rows)
+
+    async def has_keys(self) -> bool:
+        rows = await self._query(
+            "SELECT EXISTS (SELECT 1 FROM client_keys WHERE deleted_at IS NULL)"
+        )
+        return bool(rows[0][0])
+
+    # Limits.
+
+    async def admit(
+        self, key: ClientKey, lease: str | None, worker: str, lease_ttl: float
+    ) -> Refusal | None:
+        limits = key.limits
+
+        def body(conn: sqlite3.Connection, now: float) -> Refusal | None:
+            if limits.rated:
+                conn.execute(
+                    "DELETE FROM rate_events WHERE key_id = ? AND at <= ?", (key.id, now - WINDOW)
+                )
+            if limits.rpm is not None:
+                starts = conn.execute(
+                    "SELECT at FROM rate_events WHERE key_id = ? AND requests > 0 ORDER BY at",
+                    (key.id,),
+                ).fetchall()
+                if len(starts) >= limits.rpm:
+                    # Free once all but rpm - 1 of them have left the window.
+                    frees = starts[len(starts) - limits.rpm][0] + WINDOW
+                    return Refusal("rpm", _seconds(frees, now))
+            if limits.tpm is not None:
+                spent = conn.execute(
+                    "SELECT at, tokens FROM rate_events WHERE key_id = ? AND tokens > 0"
+                    " ORDER BY at",
+                    (key.id,),
+                ).fetchall()
+                total = sum(tokens for _, tokens in spent)
+                for at, tokens in spent:
+                    if total < limits.tpm:
+                        break
+                    total -= tokens
+                    if total < limits.tpm:
+                        return Refusal("tpm", _seconds(at + WINDOW, now))
+            if limits.budget_tokens is not None:
+                first_day, ends = _budget_period(now, limits.budget_period)
+                used = conn.execute(
+                    "SELECT COALESCE(SUM(tokens), 0) FROM key_tokens_daily"
+                    " WHERE key_id = ? AND day >= ?",
+                    (key.id, first_day),
+                ).fetchone()[0]
+                if used >= limits.budget_tokens:
+                    return Refusal("budget_tokens", _seconds(ends, now))
+            if limits.concurrent is not None and lease is not None:
+                conn.execute("DELETE FROM leases WHERE expires_at < ?", (now,))
+                open_now = conn.execute(
+                    "SELECT COUNT(*) FROM leases WHERE key_id = ?", (key.id,)
+                ).fetchone()[0]
+                if open_now >= limits.concurrent:
+                    # No window: a slot frees when one of the key's requests ends.
+                    return Refusal("concurrent", 1)
+                conn.execute(
+                    "INSERT INTO leases (id, worker, key_id, provider, expires_at)"
+                    " VALUES (?, ?, ?, NULL, ?)",
+                    (lease, worker, key.id, now + lease_ttl),
+                )
+            if limits.rpm is not None:
+                conn.execute(
+                    "INSERT INTO rate_events (key_id, at, requests) VALUES (?, ?, 1)",
+                    (key.id, now),
+                )
+            return None
+
+        return await self._transaction(body)
+
+    async def take_slot(
+        self, provider: str, cap: int, key_id: str, lease: str, worker: str, lease_ttl: float
+    ) -> bool:
+        def body(conn: sqlite3.Connection, now: float) -> bool:
+            conn.execute("DELETE FROM leases WHERE expires_at < ?", (now,))
+            conn.execute("DELETE FROM slot_waiters WHERE expires_at < ?", (now,))
+            used = conn.execute(
+                "SELECT COUNT(*) FROM leases WHERE provider = ?", (provider,)
+            ).fetchone()[0]
+            if used < cap:
+                held = conn.execute(
+                    "SELECT COUNT(*) FROM leases WHERE provider = ? AND key_id = ?",
+                    (provider, key_id),
+                ).fetchone()[0]
+                waiting = conn.execute(
+                    "SELECT since FROM slot_waiters WHERE id = ?", (lease,)
+                ).fetchone()
+                since = waiting[0] if waiting else now
+                ahead = conn.execute(
+                    _AHEAD, (provider, provider, lease, held, held, since)
+                ).fetchone()[0]
+                if ahead < cap - used:
+                    conn.execute(
+                        "INSERT INTO leases (id, worker, key_id, provider, expires_at)"
+                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                        " provider = excluded.provider, expires_at = excluded.expires_at",
+                        (lease, worker, key_id, provider, now + lease_ttl),
+                    )
+                    conn.execute("DELETE FROM slot_waiters WHERE id = ?", (lease,))
+                    return True
+            conn.execute(
+                "INSERT INTO slot_waiters (id, provider, key_id, since, expires_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " expires_at = excluded.expires_at",
+                (lease, provider, key_id, now, now + WAITER_TTL),
+            )
+            return False
+
+        return await self._transaction(body)
+
+    async def leave_queue(self, lease: str) -> None:
+        await self._query("DELETE FROM slot_waiters WHERE id = ?", (lease,))
+
+    async def heartbeat(self, leases: list[str], lease_ttl: float) -> None:
+        def body(conn: sqlite3.Connection, now: float) -> None:
+            conn.executemany(
+                "UPDATE leases SET expires_at = ? WHERE id = ?",
+                [(now + lease_ttl, lease) for lease in leases],
+            )
+
+        await self._transaction(body)
+
+
+def _session(session: str, rows: list[Row]) -> SessionUsage:
+    providers = {
+        row[0]: ProviderUsage(int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in rows
+    }
+    return SessionUsage(
+        session_id=session,
+        providers=providers,
+        total_input_tokens=sum(p.input_tokens for p in providers.values()),
+        total_output_tokens=sum(p.output_tokens for p in providers.values()),
+        total_requests=sum(p.requests for p in providers.values()),
+    )
+
+
+def _key_rows(rows: list[Row]) -> tuple[dict[str, KeyProviderUsage], tuple[int, ...]]:
+    """Per-provider usage (routed requests only) and the totals over every row:
+    input, output, requests, errors, rate-limited."""
+    providers = {
+        row[0]: KeyProviderUsage(*(int(v) for v in row[1:6])) for row in rows if row[0] != ""
+    }
+    totals = tuple(sum(int(row[i]) for row in rows) for i in (1, 2, 4, 5, 6))
+    return providers, totals
