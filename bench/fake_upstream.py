@@ -10,7 +10,9 @@ port (SO_REUSEPORT).
 Run: ``python -m bench.fake_upstream --port 9000 [--chunks 200 --interval-ms 20 ...]``.
 Paths: ``*/chat/completions`` (OpenAI-compatible; under ``/deepseek/`` the stream starts with
 ``reasoning_content``), ``*:streamGenerateContent`` and ``*:generateContent`` (Gemini); any other
-POST gets a 404 JSON error and ``GET`` anything gets ``ok``.
+POST gets a 404 JSON error and ``GET`` anything gets ``ok``. With ``--fail-rate 0.2`` a fifth
+of the POSTs, at random (seeded per process), get a 503 in OpenAI's error format instead: the
+bench's fault phase.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import heapq
 import itertools
 import os
+import random
 import selectors
 import signal
 import socket
@@ -40,6 +43,7 @@ class Settings(NamedTuple):
     chunk_chars: int = 24
     first_delay: float = 0.0
     reasoning_share: float = 0.25
+    fail_rate: float = 0.0
 
 
 def _filler(chunk_chars: int) -> bytes:
@@ -203,6 +207,7 @@ class Server:
         self.heap: list[tuple[float, int, _Conn]] = []
         self.seq = itertools.count()
         self.running = True
+        self.dice = random.Random(os.getpid())
 
     def serve(self) -> None:
         heap = self.heap
@@ -284,6 +289,11 @@ class Server:
         path = target.split(b"?", 1)[0]
         if method != b"POST":
             self._send_whole(conn, 200, b"text/plain", b"ok")
+            return
+        if self.settings.fail_rate and self.dice.random() < self.settings.fail_rate:
+            # https://platform.openai.com/docs/guides/error-codes: 503, "Slow Down".
+            err = b'{"error":{"message":"the fake is failing on purpose","type":"server_error"}}'
+            self._send_whole(conn, 503, b"application/json", err)
             return
         prompt_tokens = max(1, len(body) // 4)
         if path.endswith(b":streamGenerateContent") or path.endswith(b":generateContent"):
@@ -415,12 +425,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--first-delay-ms", type=float, default=0.0, help="before the first chunk")
     parser.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long")
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="share of POSTs given a 503")
     args = parser.parse_args(argv)
     settings = Settings(
         chunks=max(1, args.chunks),
         interval=args.interval_ms / 1000,
         chunk_chars=args.chunk_chars,
         first_delay=args.first_delay_ms / 1000,
+        fail_rate=args.fail_rate,
     )
     server = Server(listen(args.host, args.port), settings)
 

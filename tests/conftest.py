@@ -49,6 +49,10 @@ async def start_router(
     """Write ``config`` to a file, load it as ``trio-router start`` would, and serve it."""
     monkeypatch.delenv("CONFIG_PATH", raising=False)
     monkeypatch.delenv("TRIO_ROUTER_DATA_DIR", raising=False)  # logs beside the config
+    # The router honours a developer's proxy settings: the fakes on 127.0.0.1 are reached direct.
+    for name in ("http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
     count = 0
 
     async def start(config: dict[str, Any], directory: Path | None = None) -> RunningRouter:

@@ -28,7 +28,15 @@ import msgspec
 from filelock import FileLock
 
 from . import config as config_module
-from .masking import SECRET_FIELDS, is_secret_name, mask, mask_url, url_secrets
+from .masking import (
+    SECRET_FIELDS,
+    SECRET_LISTS,
+    URL_FIELDS,
+    is_secret_name,
+    mask,
+    mask_url,
+    url_secrets,
+)
 
 BACKUP_DIR = ".backups"
 # What masking.mask makes of a key: "****", or its first and last four characters around "****".
@@ -65,7 +73,9 @@ def masked(raw: Any) -> Any:
 def _masked_field(key: str, value: Any) -> Any:
     if key in SECRET_FIELDS and isinstance(value, str):
         return mask(value)
-    if key == "api_base_url" and isinstance(value, str):
+    if key in SECRET_LISTS and isinstance(value, list):
+        return [mask(v) if isinstance(v, str) else v for v in value]
+    if key in URL_FIELDS and isinstance(value, str):
         return mask_url(value)
     if key == "headers" and isinstance(value, dict):
         return {k: _shown_header(k, v) for k, v in value.items()}
@@ -113,10 +123,29 @@ class _Restorer:
             for k, v in value.items()
         }
 
+    def secrets(self, value: list[Any], previous: Any, where: str, why: str) -> list[Any]:
+        """A list of secrets (a key pool), each mask restored on its own: from the same place
+        when that key has this mask, else from the one current key that has it, so that a pool
+        may be reordered or shortened by a client that saw only masks."""
+        before: list[Any] = previous if isinstance(previous, list) else []
+        restored: list[Any] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not looks_masked(item):
+                restored.append(item)
+                continue
+            same = before[i] if i < len(before) else None
+            if not (isinstance(same, str) and mask(same) == item):
+                matches = {k for k in before if isinstance(k, str) and k and mask(k) == item}
+                same = matches.pop() if len(matches) == 1 else None
+            restored.append(self.secret(item, same, f"{where}[{i}]", why))
+        return restored
+
     def field(self, key: str, value: Any, previous: Any, where: str, why: str) -> Any:
         if key in SECRET_FIELDS and isinstance(value, str):
             return self.secret(value, previous, where, why)
-        if key == "api_base_url" and isinstance(value, str):
+        if key in SECRET_LISTS and isinstance(value, list):
+            return self.secrets(value, previous, where, why)
+        if key in URL_FIELDS and isinstance(value, str):
             return self.url(value, previous, where, why)
         if key == "headers" and isinstance(value, dict):
             return self.headers(value, previous, where, why)
@@ -322,12 +351,14 @@ def write(
     env: dict[str, str],
     live: config_module.LoadedConfig,
     *,
+    started: config_module.LoadedConfig | None = None,
     allow_no_auth: bool = False,
     check: Callable[[config_module.Config], None] = lambda config: None,
 ) -> tuple[Path | None, dict[str, Any]]:
     """Validate ``body`` as a whole config, back up the current file, then replace it.
 
-    ``live`` is the config this process started with: what ``FILE_ONLY_FIELDS`` must keep.
+    ``live`` is the config serving now; ``started`` (default ``live``) the one this process
+    started with, whose ``FILE_ONLY_FIELDS`` a new config must keep.
     Raises :class:`config.ConfigError` (nothing written) when the new config is invalid, keeps
     a mask it cannot restore, or removes a key without ``allow_no_auth``; ``check`` may raise
     it too, for what only the server can check (transformer names).
@@ -341,7 +372,7 @@ def write(
         problems = [
             f"{field}: is fixed when the server starts; change it in the config file and restart"
             for field in FILE_ONLY_FIELDS
-            if new.get(field, "") != live.raw.get(field, "")
+            if new.get(field, "") != (started or live).raw.get(field, "")
         ]
         try:
             new = restore_masked(new, old)

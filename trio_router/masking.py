@@ -3,7 +3,8 @@
 One set of rules for every place a secret could leave the process: ``GET /api/config`` (masked),
 the log, error messages to clients and upstream error text relayed to them (redacted).
 
-Secrets are the router's keys (``APIKEY``, ``ADMIN_KEY``), each provider's ``api_key``, the
+Secrets are the router's keys (``APIKEY``, ``ADMIN_KEY``), each provider's ``api_key`` and
+every key of its ``api_keys`` pool, the
 values of provider ``headers`` whose names look like credentials (``Authorization``,
 ``x-api-key``, ``api-key``, ``x-goog-api-key``, anything with key/token/secret in it), and the
 values of such parameters in an ``api_base_url``'s query string (Gemini's ``?key=...``) or a
@@ -20,6 +21,10 @@ from .config import Config, Provider
 
 # Config fields whose whole value is a secret.
 SECRET_FIELDS = frozenset({"APIKEY", "ADMIN_KEY", "api_key"})
+# Config fields whose value is a list of secrets, each masked and restored on its own.
+SECRET_LISTS = frozenset({"api_keys"})
+# Fields holding a URL whose password (or query key) is a secret: masked inside the URL.
+URL_FIELDS = frozenset({"api_base_url", "proxy", "PROXY_URL"})
 _SECRET_NAME = re.compile(r"key|token|secret|passw|auth|credential|signature|cookie", re.I)
 # Shorter strings are too likely to occur in ordinary text to be redacted from it.
 MIN_REDACTED = 4
@@ -41,7 +46,8 @@ def mask(value: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The secret values inside a URL: credential query parameters and a userinfo password."""
+    """The secret values inside a URL: credential query parameters and a userinfo password (or
+    a user name alone, which a token-only proxy URL such as ``http://TOKEN@host`` is)."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -49,6 +55,8 @@ def url_secrets(url: str) -> list[str]:
     found = [v for k, v in parse_qsl(parts.query, keep_blank_values=False) if is_secret_name(k)]
     if parts.password:
         found.append(parts.password)
+    elif parts.username:
+        found.append(parts.username)
     return found
 
 
@@ -70,7 +78,12 @@ def header_secrets(name: str, value: str) -> list[str]:
 
 def provider_secrets(provider: Provider) -> list[str]:
     """Every secret the router sends to this provider: what its error text could quote."""
-    found = [provider.api_key, *url_secrets(provider.api_base_url)]
+    found = [
+        provider.api_key,
+        *provider.api_keys,
+        *url_secrets(provider.api_base_url),
+        *url_secrets(provider.proxy),
+    ]
     for name, value in provider.headers.items():
         found.extend(header_secrets(name, value))
     return found
@@ -78,7 +91,7 @@ def provider_secrets(provider: Provider) -> list[str]:
 
 def config_secrets(config: Config) -> list[str]:
     """Every secret value a loaded (interpolated) config holds."""
-    found = [config.APIKEY, config.ADMIN_KEY]
+    found = [config.APIKEY, config.ADMIN_KEY, *url_secrets(config.PROXY_URL)]
     for provider in config.Providers:
         found.extend(provider_secrets(provider))
     return found

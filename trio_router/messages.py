@@ -7,26 +7,47 @@ route -> chain (hooks + format) -> upstream -> stream translator -> client.
 Structured concurrency: the upstream call runs in a nursery beside a task that waits for the
 client's ``http.disconnect``; a disconnect cancels the nursery, which closes the upstream
 response at once.
+
+Reliability (:meth:`MessagesHandler._open`): until the response's first byte is sent, a failed
+attempt may be retried (retry.py), with another key of the provider's pool (reliability.py), or
+given up for the route's next fallback; a provider whose circuit breaker is open is skipped, and
+a worker at ``MAX_OPEN_STREAMS`` open upstream requests answers 529 at once. Once the client has
+a byte, nothing is retried: the client would get two answers in one.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AsyncExitStack
 from typing import Any
 
+import httpx
 import msgspec
 import trio
 
-from . import auth
+from . import keys
 from .anthropic import ErrorBody, ErrorEvent, MessagesRequest, Usage
-from .errors import InvalidRequestError, RouterError, TransformerError, error_envelope
+from .errors import (
+    InvalidRequestError,
+    RouterError,
+    TransformerError,
+    UpstreamError,
+    error_envelope,
+)
 from .intake import ClientDisconnected, decode_request, read_body
+from .limits import APIKEY_HOLDER, LimitExceeded
 from .logs import logger
-from .providers.base import Route, StreamOutput, StreamTranslator, UpstreamRequest
+from .masking import mask
+from .overflow import prompt_too_long
+from .providers.base import Route, StreamOutput, StreamTranslator
+from .reliability import Reliability
+from .retry import MAX_HINT_SECONDS, backoff, hinted_delay, is_retryable
 from .sse import encode_event
 from .state import Runtime, State
+from .store import ClientKey, RequestRecord
 from .tokens import count_tokens
 from .transformers import Chain, transformer_failure
 from .upstream import read_answer, upstream_chunks
@@ -64,12 +85,17 @@ class _Outcome:
         "cache_read",
         "complete",
         "error",
+        "fallback_from",
         "input_tokens",
+        "key",
+        "lease",
+        "limited",
         "output_tokens",
         "recorded",
         "route",
         "sent",
         "session",
+        "slot",
         "started",
         "status",
     )
@@ -81,9 +107,14 @@ class _Outcome:
         self.recorded = False  # usage added to the store
         self.sent = 0  # body messages sent so far
         self.session = "default"
-        self.route: Route | None = None
+        self.route: Route | None = None  # the route that answered, once one did
+        self.fallback_from: Route | None = None  # the route chosen, when a fallback answered
         self.input_tokens = self.output_tokens = self.cache_read = 0
         self.error = ""
+        self.key: ClientKey | None = None  # None: APIKEY, or an open gateway
+        self.lease: str | None = None  # held against a concurrency limit, released at the end
+        self.slot: str | None = None  # the provider whose max_concurrent the lease counts in
+        self.limited = False  # refused by one of the gateway's own limits
 
 
 async def send_json(
@@ -175,9 +206,17 @@ async def _watch_disconnect(
             return
 
 
+# How soon a client refused for overload may come back: Claude Code and the Anthropic SDKs
+# retry a 529 after the retry-after they are given.
+OVERLOAD_RETRY_AFTER = "1"
+
+
 class MessagesHandler:
     def __init__(self, state: State) -> None:
         self.state = state
+        # The worker's breakers, key pools and open-request count: the handler lives as long
+        # as the worker, across config reloads.
+        self.reliability = Reliability()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -186,8 +225,11 @@ class MessagesHandler:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         runtime = self.state.runtime
         try:
-            if runtime.api_key:
-                auth.check(headers, runtime.api_key)
+            key = outcome.key = await self.state.access.client(headers, runtime.api_key)
+            if key is not None and key.limits.any:
+                # Known before the store takes it, so that it is released whatever happens.
+                outcome.lease = self.state.limits.new_lease()
+                await self.state.limits.admit(key, outcome.lease)
             body = await read_body(receive, self.state.bodies)
             request = decode_request(body)
             outcome.session = session_id(headers, request)
@@ -214,6 +256,7 @@ class MessagesHandler:
         recorded first, so a client that saw its error reads usage that counts it."""
         message = runtime.redact(error.message)
         outcome.status, outcome.error = error.status, message
+        outcome.limited = isinstance(error, LimitExceeded)
         await self._record(outcome)
         if not outcome.started:
             envelope = error_envelope(error.error_type, message)
@@ -229,62 +272,245 @@ class MessagesHandler:
         outcome: _Outcome,
     ) -> None:
         router = runtime.router
-        # A token is at least one byte, so a body under the threshold cannot be over it.
-        if router.needs_token_count and len(body) > router.threshold:
-            # Counting 100k tokens takes tens of ms: off the event loop, other streams flow on.
+        original = request
+        # Every request is counted: the body's size bounds nothing (an image by URL is 70 bytes
+        # and 1,600 tokens). Counts are memoized per text, so a conversation's next turn counts
+        # only what is new; a new one takes tens of ms, off the event loop.
+        if router.needs_token_count:
             tokens = await trio.to_thread.run_sync(count_tokens, request)
             route, request = router.choose(request, lambda: tokens)
         else:
             route, request = router.choose(request, lambda: 0)
+        if outcome.key is not None:
+            keys.permit(outcome.key, route)  # before it counts for a provider it never reached
         outcome.route = route
-        chain = runtime.transformers.for_route(route)
+        # A passthrough forwards the client's body as it came, unless a rule rewrote the request.
+        raw = body if request is original else None
         request = normalize(request)
-        upstream_request = chain.build_request(request, route, body)
+        routes = (route, *router.fallbacks(route))
+        health = self.reliability
+        cap = runtime.config.MAX_OPEN_STREAMS
+        if cap and health.open >= cap:
+            # Answered now, not queued: past the cap every stream's chunks would wait longer.
+            raise RouterError(
+                f"the gateway is at its limit of {cap} open upstream requests (MAX_OPEN_STREAMS):"
+                " retry shortly",
+                status=529,
+                error_type="overloaded_error",
+                headers={"retry-after": OVERLOAD_RETRY_AFTER},
+            )
         failure: RouterError | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope, outcome)
-            try:
-                if request.stream:
-                    await self._stream(
-                        runtime, request, route, chain, upstream_request, send, outcome, nursery
-                    )
-                else:
-                    await self._complete(route, chain, upstream_request, send, outcome)
-            except RouterError as error:
-                # Raised from here it would leave the nursery wrapped in an ExceptionGroup.
-                failure = error
-            finally:
-                nursery.cancel_scope.cancel()
+        health.open += 1
+        stack = AsyncExitStack()  # the upstream response, once an attempt got one
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope, outcome)
+                try:
+                    opened = await self._open(runtime, request, raw, routes, stack, outcome)
+                    if opened.translator is not None:
+                        await self._stream(runtime, opened, stack, send, outcome, nursery)
+                    else:
+                        await self._complete(request, opened, stack, send, outcome)
+                except RouterError as error:
+                    # Raised from here it would leave the nursery wrapped in an ExceptionGroup.
+                    failure = error
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            health.open -= 1
+            await stack.aclose()  # a no-op once _stream or _complete closed it
         if failure is not None:
             raise failure
+
+    async def _open(
+        self,
+        runtime: Runtime,
+        request: MessagesRequest,
+        raw: bytes | None,
+        routes: tuple[Route, ...],
+        stack: AsyncExitStack,
+        outcome: _Outcome,
+    ) -> _Opened:
+        """The first route of ``routes`` to answer 2xx, its response entered into ``stack``.
+
+        A route that fails in a retryable way after its retries, or whose breaker is open, hands
+        over to the next; the error the client gets when all fail is the first route's, as
+        claude-code-router does. A non-retryable failure (a bad request, a refused key) is the
+        answer at once: the next model would refuse the same request. Failed attempts are not
+        usage records of their own: the request is recorded once, for the provider that
+        answered (or the chosen one when none did); the log has a line for each failure.
+        """
+        first: RouterError | None = None
+        for index, route in enumerate(routes):
+            if index:
+                if outcome.key is not None:
+                    try:
+                        keys.permit(outcome.key, route)
+                    except RouterError:
+                        continue  # this key may not use the fallback
+                logger.warning(
+                    "falling back from %s,%s to %s,%s",
+                    routes[index - 1].provider.name,
+                    routes[index - 1].model,
+                    route.provider.name,
+                    route.model,
+                )
+            try:
+                opened = await self._attempts(runtime, request, raw, route, stack, outcome)
+            except _GiveUp as give_up:
+                first = first or give_up.error
+                continue
+            if index:
+                outcome.route, outcome.fallback_from = route, routes[0]
+            return opened
+        assert first is not None
+        raise first
+
+    async def _attempts(
+        self,
+        runtime: Runtime,
+        request: MessagesRequest,
+        raw: bytes | None,
+        route: Route,
+        stack: AsyncExitStack,
+        outcome: _Outcome,
+    ) -> _Opened:
+        """One route's attempts: the first, then ``retries`` more within ``retry_budget_ms``.
+
+        Raises :class:`_GiveUp` when a fallback may do better, any other RouterError when it
+        would not. The breaker counts requests, not attempts: one that gave up on a retryable
+        error is a failure. Counting attempts, a provider failing 20 % of them at random would
+        show 5 failures in a row every few thousand attempts, and a busy gateway would shut it
+        out for a cool-down every few seconds; with 2 retries a request fails 0.8 % of the
+        time, and 5 such in a row is an outage. A 429 is not a failure (the provider is up; a
+        rate limit is waited for or, with a pool, one key's), nor is a non-retryable answer.
+        """
+        provider = route.provider
+        config = runtime.config
+        threshold, cooldown = config.BREAKER_FAILURES, config.BREAKER_COOLDOWN_MS / 1000
+        breaker = self.reliability.breaker(provider.name)
+        if not breaker.admits(threshold, cooldown):
+            wait = math.ceil(breaker.retry_after(cooldown)) or 1
+            raise _GiveUp(
+                UpstreamError(
+                    f"provider {provider.name!r} is failing: skipped for {wait} s more "
+                    f"after {breaker.failures} failed requests in a row (circuit breaker)",
+                    status=503,
+                    error_type="overloaded_error",
+                    headers={"retry-after": str(wait)},
+                )
+            )
+        probe = breaker.probing  # admitted while open: this request decides
+        pool = self.reliability.pool(provider) if provider.api_keys else None
+        chain = runtime.transformers.for_route(route)
+        translator: StreamTranslator | None = None
+        if request.stream:  # before any attempt: a translator that cannot start sends nothing
+            try:
+                translator = chain.format.stream_translator(request, route)
+            except Exception as error:
+                raise transformer_failure(chain.format.name, error) from error
+        deadline = trio.current_time() + provider.retry_budget_ms / 1000
+        refused: set[str] = set()  # pool keys this request saw refused
+        retry = 0
+        try:
+            while True:
+                sent = route
+                key = None
+                if pool is not None:
+                    key = pool.pick(refused)
+                    if key is None:
+                        raise UpstreamError(
+                            f"provider {provider.name!r} refused every key of its api_keys "
+                            "(401/403): fix them, then reload the config",
+                            status=401,
+                        )
+                    sent = msgspec.structs.replace(
+                        route, provider=msgspec.structs.replace(provider, api_key=key)
+                    )
+                upstream_request = chain.build_request(request, sent, raw)
+                if provider.max_concurrent and outcome.slot is None:
+                    # The first route's slot only: a lease holds one provider's slot.
+                    await self._take_slot(route, outcome)
+                try:
+                    response = await stack.enter_async_context(
+                        self.state.upstream.open(upstream_request, provider.name, chain.format)
+                    )
+                except UpstreamError as error:
+                    status = error.status
+                    if pool is not None and key is not None and status in (401, 403):
+                        pool.revoke(key)
+                        refused.add(key)
+                        logger.warning(
+                            "provider %r refused key %s (%d): taken out of its pool, %d left",
+                            provider.name,
+                            mask(key),
+                            status,
+                            pool.live,
+                        )
+                        if pool.pick(refused) is not None:
+                            continue
+                    if not is_retryable(status, error):
+                        breaker.succeeded()
+                        raise prompt_too_long(status, error.message) or error from None
+                    hint = hinted_delay(error.headers)
+                    if pool is not None and key is not None and status == 429:
+                        pool.rest(key, hint if hint is not None else 1.0)
+                        if pool.ready():
+                            hint = 0.0  # another key is not limited: no reason to wait
+                    delay = hint if hint is not None else backoff(retry)
+                    if (
+                        retry >= provider.retries
+                        or delay > MAX_HINT_SECONDS
+                        or trio.current_time() + delay > deadline
+                    ):
+                        if status != 429 and breaker.failed(threshold):
+                            logger.warning(
+                                "provider %r: circuit breaker open for %g s after %d failed "
+                                "requests",
+                                provider.name,
+                                cooldown,
+                                breaker.failures,
+                            )
+                        raise _GiveUp(error) from None
+                    retry += 1
+                    logger.warning(
+                        "%s; retry %d of %d in %.2f s",
+                        runtime.redact(error.message),
+                        retry,
+                        provider.retries,
+                        delay,
+                    )
+                    await trio.sleep(delay)
+                    continue
+                breaker.succeeded()
+                return _Opened(response, sent, chain, translator)
+        finally:
+            if probe and breaker.probing:  # the probe ended with no verdict (the client left)
+                breaker.abandoned()
 
     async def _stream(
         self,
         runtime: Runtime,
-        request: MessagesRequest,
-        route: Route,
-        chain: Chain,
-        upstream_request: UpstreamRequest,
+        opened: _Opened,
+        stack: AsyncExitStack,
         send: Send,
         outcome: _Outcome,
         nursery: trio.Nursery,
     ) -> None:
+        """Relays the opened response; ``stack`` holds it open, and turns a failure to read it
+        into an UpstreamError on its way out."""
+        route, chain, translator = opened.route, opened.chain, opened.translator
+        assert translator is not None  # opened for a stream
         fmt = chain.format
-        try:
-            translator: StreamTranslator = fmt.stream_translator(request, route)
-        except Exception as error:
-            raise transformer_failure(fmt.name, error) from error
         event_hooks = chain.transform_events if chain.has_event_hooks else None
         try:
-            async with self.state.upstream.open(
-                upstream_request, route.provider.name, fmt
-            ) as response:
+            async with stack:
                 await send(_SSE_START)
                 outcome.started = True
                 nursery.start_soon(_keep_alive, send, outcome)
                 feed = translator.feed
                 message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
-                async for chunk in upstream_chunks(response):
+                async for chunk in upstream_chunks(opened.response):
                     outputs = feed(chunk)
                     if event_hooks is not None:
                         outputs = event_hooks(outputs, route)
@@ -326,48 +552,69 @@ class MessagesHandler:
 
     async def _complete(
         self,
-        route: Route,
-        chain: Chain,
-        upstream_request: UpstreamRequest,
+        request: MessagesRequest,
+        opened: _Opened,
+        stack: AsyncExitStack,
         send: Send,
         outcome: _Outcome,
     ) -> None:
-        fmt = chain.format
-        provider = route.provider.name
-        async with self.state.upstream.open(upstream_request, provider, fmt) as response:
-            body = await read_answer(response, provider)
+        route, chain = opened.route, opened.chain
+        async with stack:
+            body = await read_answer(opened.response, route.provider.name)
         raw_usage = chain.raw_usage
         if raw_usage is not None:
             # A passthrough answer goes back as it came, every field kept.
             usage, answer = raw_usage(body), body
         else:
-            message = chain.parse_response(body, route)
+            message = chain.parse_response(body, route, request)
             usage, answer = message.usage, msgspec.json.encode(message)
         _take_usage(outcome, usage)
         await self._record(outcome)
         outcome.started = outcome.complete = True
         await send_json(send, 200, answer)
 
-    async def _record(self, outcome: _Outcome) -> None:
-        """Count the request and add its tokens to its session, once, whatever cancels it.
+    async def _take_slot(self, route: Route, outcome: _Outcome) -> None:
+        """One of the provider's ``max_concurrent`` slots, shared fairly between keys."""
+        if outcome.lease is None:
+            outcome.lease = self.state.limits.new_lease()
+        outcome.slot = route.provider.name
+        key_id = outcome.key.id if outcome.key is not None else APIKEY_HOLDER
+        await self.state.limits.take_slot(
+            route.provider.name, route.provider.max_concurrent, key_id, outcome.lease
+        )
 
-        Every routed request counts, failed or cut short, with the tokens known by then.
+    async def _record(self, outcome: _Outcome) -> None:
+        """Count the request for its session and key and release its lease: once, in one
+        store transaction, whatever cancels it.
+
+        Every routed request counts, failed or cut short, with the tokens known by then; a
+        client key's requests count for the key even when refused before routing.
         """
-        route = outcome.route
-        if outcome.recorded or route is None:
+        route, key, lease = outcome.route, outcome.key, outcome.lease
+        if outcome.recorded or (route is None and key is None and lease is None):
             return
         outcome.recorded = True
+        entry = RequestRecord(
+            outcome.session,
+            route.provider.name if route is not None else None,
+            outcome.input_tokens,
+            outcome.output_tokens,
+            outcome.cache_read,
+            key_id=key.id if key is not None else None,
+            user=key.user if key is not None else "",
+            error=outcome.status >= 400,
+            rate_limited=outcome.limited,
+            lease=lease,
+            rated=key is not None and key.limits.tpm is not None,
+        )
         with trio.CancelScope(shield=True):
             try:
-                await self.state.usage.add(
-                    outcome.session,
-                    route.provider.name,
-                    outcome.input_tokens,
-                    outcome.output_tokens,
-                    outcome.cache_read,
-                )
+                await self.state.usage.record(entry)
             except Exception:
                 logger.exception("could not record usage for session %s", outcome.session)
+            finally:
+                if lease is not None:
+                    self.state.limits.released(lease, outcome.slot)
 
     async def _finish(
         self,
@@ -384,13 +631,14 @@ class MessagesHandler:
         failed = outcome.status >= 500 or (route is not None and 400 <= outcome.status < 499)
         logger.log(
             logging.WARNING if failed else logging.INFO,
-            "%s %s %d route=%s provider=%s model=%s session=%s stream=%s in=%d out=%d %.1fms%s",
+            "%s %s %d route=%s provider=%s model=%s%s session=%s stream=%s in=%d out=%d %.1fms%s",
             scope["method"],
             scope["path"],
             outcome.status,
             route.reason if route else "-",
             route.provider.name if route else "-",
             route.model if route else "-",
+            f" fallback_from={_target(outcome.fallback_from)}" if outcome.fallback_from else "",
             outcome.session,
             "yes" if request is not None and request.stream else "no",
             outcome.input_tokens,
@@ -404,3 +652,35 @@ def _take_usage(outcome: _Outcome, usage: Usage) -> None:
     outcome.input_tokens = usage.input_tokens
     outcome.output_tokens = usage.output_tokens
     outcome.cache_read = usage.cache_read_input_tokens or 0
+
+
+def _target(route: Route) -> str:
+    return f"{route.provider.name},{route.model}"
+
+
+class _Opened:
+    """A 2xx response not read yet, the route as it was sent (with the pool key it used), its
+    chain, and for a stream its translator."""
+
+    __slots__ = ("chain", "response", "route", "translator")
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        route: Route,
+        chain: Chain,
+        translator: StreamTranslator | None,
+    ) -> None:
+        self.response = response
+        self.route = route
+        self.chain = chain
+        self.translator = translator
+
+
+class _GiveUp(Exception):
+    """A route failed in a way its fallback may not: ``error`` is what the client gets if none
+    is left."""
+
+    def __init__(self, error: RouterError) -> None:
+        super().__init__(error.message)
+        self.error = error

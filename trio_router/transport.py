@@ -9,6 +9,13 @@ Read timeouts cost no cancel scope per read: a read stamps its connection's dead
 watchdog task closes any connection whose read overran it, which wakes the blocked reader (see
 :class:`_Watchdog`). A cancel scope cannot stay open across the body iterator's ``yield``
 instead: the consumer's code would run inside it and trio would report a corrupted scope stack.
+
+Two read timeouts: the request's ``timeout`` extension may hold ``first_byte``, one deadline for
+the whole response head (default: ``read``), while ``read`` bounds each wait between body reads.
+``connect`` covers TCP, the proxy's tunnel and the TLS handshake. A request's :class:`Dial`
+(extension :data:`DIAL`) says how its origin is reached: through an HTTP proxy (a ``CONNECT``
+tunnel for https, RFC 9110 section 9.3.6; the absolute-form request for http, RFC 9112 section
+3.2.2) and with which TLS context.
 """
 
 from __future__ import annotations
@@ -23,7 +30,12 @@ from typing import Protocol, cast
 import httpx
 import trio
 
-_Key = tuple[str, str, int]
+from .proxy import Proxy
+
+# scheme, host, port, and the Dial's key: a tunnel is reused only for its own origin and route.
+_Key = tuple[str, str, int, str]
+# The request extension that holds its Dial.
+DIAL = "trio_router.dial"
 
 _RECEIVE_SIZE = 65536
 # One send for head and body up to this size; a larger body is not copied to join them.
@@ -54,6 +66,28 @@ def _make_ssl_context(verify: ssl.SSLContext | bool = True) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["http/1.1"])
     return context
+
+
+class Dial:
+    """How a request's origin is reached: through ``proxy`` or directly, verifying TLS with
+    ``ssl_context`` (None: the transport's own). ``trust`` names the CAs the context trusts, so
+    that connections verified against other CAs are never pooled together."""
+
+    __slots__ = ("key", "proxy", "ssl_context")
+
+    def __init__(
+        self,
+        proxy: Proxy | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        trust: str = "",
+    ) -> None:
+        self.proxy = proxy
+        self.ssl_context = ssl_context
+        self.key = f"{proxy.key if proxy is not None else ''}|{trust}"
+
+
+class FirstByteTimeout(httpx.ReadTimeout):
+    """The response head did not arrive within the first-byte timeout."""
 
 
 class _Connection:
@@ -121,9 +155,10 @@ def _wait_then_read(socket: trio.socket.SocketType) -> Callable[[int], Awaitable
 class _Watchdog:
     """Enforces read timeouts for the connections it watches, with one system task per run.
 
-    A read only stamps ``deadline`` (and resets it to inf when data came). The task sleeps until
-    the earliest moment a watched read could time out, then closes the connections whose read
-    overran its deadline; their readers see ``timed_out`` and raise httpx.ReadTimeout.
+    A body read only stamps ``deadline`` (and resets it to inf when data came); the head's one
+    deadline is stamped by :meth:`watch`. The task sleeps until the earliest moment a watched
+    read could time out, then closes the connections whose read overran its deadline; their
+    readers see ``timed_out`` and raise httpx.ReadTimeout (FirstByteTimeout for the head).
     """
 
     def __init__(self) -> None:
@@ -131,16 +166,18 @@ class _Watchdog:
         self._nap: trio.CancelScope | None = None
         self._running = False
 
-    def watch(self, conn: _Connection, timeout: float) -> None:
-        conn.timeout = timeout
-        conn.deadline = inf
+    def watch(self, conn: _Connection, timeout: float | None, first_byte: float | None) -> None:
+        """From now, the head must come within ``first_byte`` s, each body read in ``timeout``."""
+        now = trio.current_time()
+        conn.timeout = inf if timeout is None else timeout
+        conn.deadline = inf if first_byte is None else now + first_byte
         self._watched.add(conn)
         if not self._running:
             self._running = True
             trio.lowlevel.spawn_system_task(self._run, name="trio_router.transport watchdog")
         elif self._nap is not None:
-            # A read starting now times out no earlier than this.
-            self._nap.deadline = min(self._nap.deadline, trio.current_time() + timeout)
+            # The head times out at its deadline, and a body read starting now no earlier.
+            self._nap.deadline = min(self._nap.deadline, conn.deadline, now + conn.timeout)
 
     def unwatch(self, conn: _Connection) -> None:
         self._watched.discard(conn)
@@ -341,6 +378,10 @@ def _read_error(
     return httpx.ReadError(str(exc) or type(exc).__name__, request=request)
 
 
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _deadline(timeout: float | None) -> float:
     return inf if timeout is None else trio.current_time() + timeout
 
@@ -418,11 +459,13 @@ class _Body(httpx.AsyncByteStream):
             pool._discard(self._conn)
 
 
-def _request_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
+def _request_head(request: httpx.Request, proxy: Proxy | None) -> tuple[bytes, bool, bool]:
     """The request line and header block; whether the body is chunked; whether the request
-    lets the connection be kept alive."""
+    lets the connection be kept alive. Sent to a ``proxy`` (an http origin's), the target is in
+    absolute form and the proxy's credentials go with it (RFC 9112 section 3.2.2)."""
     url = request.url
-    parts = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+    target = url.raw_path if proxy is None else url.raw_scheme + b"://" + url.netloc + url.raw_path
+    parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
     chunked = False
     keep_alive = True
     has_host = False
@@ -440,6 +483,8 @@ def _request_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
         parts += (name, b": ", value, b"\r\n")
     if not has_host:
         parts.insert(4, b"Host: " + url.netloc + b"\r\n")
+    if proxy is not None and proxy.authorization is not None:
+        parts += (b"Proxy-Authorization: ", proxy.authorization, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts), chunked, keep_alive
 
@@ -518,7 +563,9 @@ async def _read_head(
 ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]], bytes]:
     """The final response's head, after any 1xx ones, and the bytes read past it.
 
-    Raises _ServerClosed if the connection ended before any byte came.
+    The whole head is read against the one deadline :meth:`_Watchdog.watch` stamped: a server
+    that trickles bytes does not extend it. Raises _ServerClosed if the connection ended before
+    any byte came.
     """
     buffer = b""
     received = False
@@ -529,18 +576,21 @@ async def _read_head(
             buffer = buffer[start:]
             if 100 <= status < 200 and status != 101:
                 continue
+            conn.deadline = inf
             return status, reason, version, headers, buffer
         if len(buffer) > _MAX_HEAD:
             raise httpx.RemoteProtocolError("response head too large", request=request)
-        conn.deadline = trio.current_time() + conn.timeout
         try:
             data = await conn.receive(_RECEIVE_SIZE)
         except _NET_ERRORS as exc:
+            if conn.timed_out:
+                raise FirstByteTimeout(
+                    "timed out waiting for the response headers", request=request
+                ) from exc
             error = _read_error(conn, exc, request)
-            if received or conn.timed_out:
+            if received:
                 raise error from exc
             raise _ServerClosed(error) from exc
-        conn.deadline = inf
         if not data:
             error = httpx.RemoteProtocolError(
                 "Server disconnected without sending a response.", request=request
@@ -571,20 +621,23 @@ class TrioTransport(httpx.AsyncBaseTransport):
         self._ssl_context: ssl.SSLContext | None = None
         self._max_idle = max_keepalive_connections
         self._expiry = keepalive_expiry
-        # Per (scheme, host, port), most recently used last: reuse takes the warmest one.
+        # Per (scheme, host, port, route), most recently used last: reuse takes the warmest one.
         self._idle: dict[_Key, deque[_Connection]] = {}
         self._idle_count = 0
         self._watchdog = _Watchdog()
         self._closed = False
+        self._direct = Dial()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         scheme = url.scheme
         if scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
-        key = (scheme, url.raw_host.decode("ascii"), url.port or (443 if scheme == "https" else 80))
+        dial: Dial = request.extensions.get(DIAL) or self._direct
+        host = url.raw_host.decode("ascii")
+        key = (scheme, host, url.port or (443 if scheme == "https" else 80), dial.key)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        head, chunked, keep_alive = _request_head(request)
+        head, chunked, keep_alive = _request_head(request, dial.proxy if scheme == "http" else None)
         stream = request.stream
         body = b"".join(stream) if isinstance(stream, httpx.ByteStream) else None
         conn = self._checkout(key)
@@ -597,7 +650,7 @@ class TrioTransport(httpx.AsyncBaseTransport):
                 # The server dropped the idle connection: only a body we still hold can go again.
                 if body is None:
                     raise closed.error from None
-        conn = await self._connect(key, request, timeouts.get("connect"))
+        conn = await self._connect(key, dial, request, timeouts.get("connect"))
         try:
             return await self._exchange(conn, request, head, body, chunked, keep_alive, timeouts)
         except _ServerClosed as closed:
@@ -628,8 +681,9 @@ class TrioTransport(httpx.AsyncBaseTransport):
                 error = httpx.WriteError(str(exc) or type(exc).__name__, request=request)
                 raise _ServerClosed(error) from exc
             read_timeout = timeouts.get("read")
-            if read_timeout is not None:
-                self._watchdog.watch(conn, read_timeout)
+            first_byte = timeouts.get("first_byte", read_timeout)
+            if read_timeout is not None or first_byte is not None:
+                self._watchdog.watch(conn, read_timeout, first_byte)
             status, reason, version, headers, rest = await _read_head(conn, request)
             decoder, reusable = _framing(request.method, status, version, headers)
             piece = decoder.feed(rest) if decoder is not None and rest else b""
@@ -652,31 +706,46 @@ class TrioTransport(httpx.AsyncBaseTransport):
         return httpx.Response(status, headers=headers, stream=stream, extensions=extensions)
 
     async def _connect(
-        self, key: _Key, request: httpx.Request, timeout: float | None
+        self, key: _Key, dial: Dial, request: httpx.Request, timeout: float | None
     ) -> _Connection:
-        scheme, host, port = key
+        """A new connection to the origin, through the dial's proxy if it has one; all of it,
+        the proxy's tunnel and the TLS handshake too, within the connect timeout."""
+        scheme, host, port, _ = key
+        proxy = dial.proxy
+        tcp: trio.SocketStream | None = None
         try:
             with trio.CancelScope(deadline=_deadline(timeout)):
-                tcp = await trio.open_tcp_stream(host, port)
+                if proxy is None:
+                    tcp = await trio.open_tcp_stream(host, port)
+                else:
+                    tcp = await _open_proxy(proxy, request)
                 if scheme == "http":
-                    return _Connection(key, tcp, tcp.socket)
-                if self._ssl_context is None:
-                    self._ssl_context = _make_ssl_context(self._verify)
-                tls = trio.SSLStream(
-                    tcp, self._ssl_context, server_hostname=host, https_compatible=True
-                )
-                try:
+                    conn = _Connection(key, tcp, tcp.socket)
+                else:
+                    if proxy is not None:
+                        await _tunnel(tcp, host, port, proxy, request)
+                    context = dial.ssl_context or self._default_context()
+                    # SNI and the certificate check name the provider, tunnel or not.
+                    tls = trio.SSLStream(tcp, context, server_hostname=host, https_compatible=True)
                     await tls.do_handshake()
-                except BaseException:
-                    tcp.socket.close()
-                    raise
-                return _Connection(key, tls, tcp.socket)
+                    conn = _Connection(key, tls, tcp.socket)
+                tcp = None
+                return conn
         except OSError as exc:
             raise httpx.ConnectError(str(exc), request=request) from exc
         except trio.BrokenResourceError as exc:
             # A failed TLS handshake: the SSL error (say, certificate verify failed) is the cause.
             raise httpx.ConnectError(str(exc.__cause__ or exc), request=request) from exc
-        raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}", request=request)
+        finally:
+            if tcp is not None:
+                tcp.socket.close()
+        via = f" through proxy {proxy.shown}" if proxy is not None else ""
+        raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}{via}", request=request)
+
+    def _default_context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = _make_ssl_context(self._verify)
+        return self._ssl_context
 
     def _checkout(self, key: _Key) -> _Connection | None:
         idle = self._idle.get(key)
@@ -711,6 +780,59 @@ class TrioTransport(httpx.AsyncBaseTransport):
     def _discard(self, conn: _Connection) -> None:
         self._watchdog.unwatch(conn)
         conn.close()
+
+
+async def _open_proxy(proxy: Proxy, request: httpx.Request) -> trio.SocketStream:
+    try:
+        return await trio.open_tcp_stream(proxy.host, proxy.port)
+    except OSError as exc:
+        raise httpx.ProxyError(
+            f"cannot connect to proxy {proxy.shown}: {exc}", request=request
+        ) from exc
+
+
+async def _tunnel(
+    tcp: trio.SocketStream, host: str, port: int, proxy: Proxy, request: httpx.Request
+) -> None:
+    """Asks the proxy for a tunnel to ``host:port``: ``CONNECT`` with the authority-form target,
+    answered by any 2xx, after which the bytes are the origin's (RFC 9110 section 9.3.6)."""
+    authority = _authority(host, port).encode("ascii")
+    parts = [b"CONNECT ", authority, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
+    if proxy.authorization is not None:
+        parts += (b"Proxy-Authorization: ", proxy.authorization, b"\r\n")
+    parts.append(b"\r\n")
+    where = f"proxy {proxy.shown}"
+    tunnel = f"the tunnel to {authority.decode()}"
+    buffer = b""
+    try:
+        await tcp.send_all(b"".join(parts))
+        while True:
+            end, start = _head_end(buffer)
+            if end >= 0:
+                break
+            if len(buffer) > _MAX_HEAD:
+                raise httpx.ProxyError(
+                    f"{where} answered CONNECT with a head too large", request=request
+                )
+            data = await tcp.receive_some(_RECEIVE_SIZE)
+            if not data:
+                raise httpx.ProxyError(
+                    f"{where} closed the connection instead of opening {tunnel}", request=request
+                )
+            buffer += data
+        status, reason, _, _ = _parse_head(buffer[:end])
+    except _NET_ERRORS as exc:
+        raise httpx.ProxyError(
+            f"{where} failed while opening {tunnel}: {exc}", request=request
+        ) from exc
+    except httpx.RemoteProtocolError as exc:
+        raise httpx.ProxyError(f"{where} answered CONNECT with {exc}", request=request) from exc
+    if not 200 <= status < 300:
+        answer = f"{status} {reason.decode('latin-1')}".strip()
+        raise httpx.ProxyError(f"{where} refused {tunnel}: {answer}", request=request)
+    if buffer[start:]:
+        # Nothing may come before the TLS handshake the client starts.
+        raise httpx.ProxyError(f"{where} sent data on {tunnel} before TLS began", request=request)
 
 
 async def _send_request(
