@@ -60,7 +60,9 @@ async def test_post_writes_with_a_backup_and_keeps_masked_keys(
     assert response.status_code == 200
     result = response.json()
     assert result["success"] is True
-    assert "restart" in result["message"]
+    assert result["applied"] is True
+    assert result["message"] == "Configuration updated and applied (Router.default p,m1 -> p,m2)."
+    assert result["restartRequired"] == []
     backup = Path(result["backup"])
     assert backup.parent == router.config_path.parent / ".backups"
     assert backup.name.startswith("config.") and backup.suffix == ".json"

@@ -166,7 +166,7 @@ def test_every_kind_of_problem_is_listed_once(
         "LOG_LEVEL: Expected `str`, got `int`",
         "Providers[1].models: Expected `array`, got `str`",
         "Providers[2].headers.X: Expected `str`, got `int`",
-        "Router.webSearch: Expected `str | null`, got `int`",
+        "Router.webSearch: Expected `str | array | null`, got `int`",
         # The cross-field checks of what is left; none about a value already reported
         # (Router.default's provider "b" has unusable models, so its model is not judged).
         "Providers[0].api_base_url: must be an http(s) URL, got 'ftp://x'",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -11,15 +12,16 @@ import trio
 from tests import openai_wire as wire
 from tests.conftest import StartFake, StartRouter, provider_config
 from tests.fakeserver import Reply, Request
-from trio_router.anthropic import MessagesRequest
+from trio_router.anthropic import MessagesRequest, TextBlock
 from trio_router.config import Config
+from trio_router.custom_router import CustomRouter
 from trio_router.errors import InvalidRequestError
 from trio_router.messages import session_id
 from trio_router.routing import NoProviderError, Router
 
 PROVIDERS = [
     {"name": name, "api_base_url": "https://example.test/v1", "models": ["a", "b"]}
-    for name in ("main", "bg", "deep", "long", "web")
+    for name in ("main", "bg", "deep", "long", "web", "vision", "sub")
 ]
 RULES = {
     "default": "main,a",
@@ -28,6 +30,7 @@ RULES = {
     "longContext": "long,a",
     "longContextThreshold": 1000,
     "webSearch": "web,b",
+    "image": "vision,a",
 }
 
 
@@ -42,6 +45,9 @@ def request(**fields: Any) -> MessagesRequest:
 
 
 WEB = [{"type": "web_search_20250305", "name": "web_search"}]
+IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
+IMAGE_TURN = [{"role": "user", "content": [IMAGE, {"type": "text", "text": "what is it?"}]}]
+TAG = "<CCR-SUBAGENT-MODEL>sub,b</CCR-SUBAGENT-MODEL>"
 
 
 @pytest.mark.parametrize(
@@ -67,13 +73,79 @@ WEB = [{"type": "web_search_20250305", "name": "web_search"}]
             10,
             ("web", "b", "webSearch"),
         ),
+        # An image in the latest user turn wins over everything, an explicit choice too.
+        ({"messages": IMAGE_TURN, "model": "deep,b"}, 5000, ("vision", "a", "image")),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "read it"},
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "t", "name": "Read", "input": {}}],
+                    },
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool_result", "tool_use_id": "t", "content": [IMAGE]}
+                        ],
+                    },
+                ]
+            },
+            10,
+            ("vision", "a", "image"),
+        ),
+        (
+            {
+                "messages": [
+                    *IMAGE_TURN,
+                    {"role": "assistant", "content": "a cat"},
+                    {"role": "user", "content": "thanks"},
+                ]
+            },
+            10,
+            ("main", "a", "default"),
+        ),
+        # The subagent tag: after an explicit choice and long context, before the rest.
+        ({"system": TAG, "model": "claude-haiku-4-5"}, 10, ("sub", "b", "subagent")),
+        ({"system": TAG}, 5000, ("long", "a", "longContext")),
+        ({"system": TAG, "model": "deep,b"}, 10, ("deep", "b", "explicit")),
+        ({"messages": [{"role": "user", "content": TAG + "go"}]}, 10, ("sub", "b", "subagent")),
     ],
 )
 def test_rules_in_order(
     fields: dict[str, Any], tokens: int, expected: tuple[str, str, str]
 ) -> None:
-    route = router()._choose(request(**fields), lambda: tokens)
+    route, _ = router().choose(request(**fields), lambda: tokens)
     assert (route.provider.name, route.model, route.reason) == expected
+
+
+def test_the_subagent_tag_is_removed_whichever_route_wins() -> None:
+    tagged = request(
+        system=[{"type": "text", "text": "You are Claude Code."}, {"type": "text", "text": TAG}],
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": f"{TAG}\nFind the bug."}]},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": f"{TAG} not the first user message: left alone"},
+        ],
+    )
+    route, sent = router().choose(tagged, lambda: 5000)
+    assert route.reason == "longContext"
+    # A block that held only the tag is gone: upstreams refuse empty text blocks.
+    assert sent.system == [TextBlock(text="You are Claude Code.")]
+    assert sent.messages[0].content == [TextBlock(text="\nFind the bug.")]
+    assert sent.messages[2] is tagged.messages[2]
+    untouched = request(system="plain")
+    assert router().choose(untouched, lambda: 0)[1] is untouched
+
+
+def test_the_custom_router_comes_first(tmp_path: Path) -> None:
+    def route(request: MessagesRequest, config: Config) -> str | None:
+        return "deep,b" if request.max_tokens == 1 else None
+
+    hooked = Router(router()._config, CustomRouter(tmp_path / "hook.py", route))
+    chosen = hooked._choose(request(messages=IMAGE_TURN, max_tokens=1), lambda: 0)
+    assert (chosen.provider.name, chosen.reason) == ("deep", "custom")
+    assert hooked._choose(request(max_tokens=2), lambda: 0).reason == "default"
 
 
 def test_token_count_is_only_taken_when_long_context_is_configured() -> None:

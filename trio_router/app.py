@@ -19,7 +19,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from . import __version__, auth, config_store, connections, logs
+from . import __version__, api_keys, config_store, connections, custom_router, logs, models_api
 from .config import Config, ConfigError, LoadedConfig, default_config_path, load
 from .errors import (
     InvalidRequestError,
@@ -32,10 +32,11 @@ from .intake import MAX_BODY_BYTES, decode_request
 from .logs import logger
 from .masking import config_secrets
 from .messages import MessagesHandler
+from .reload import POST, Reloader
 from .state import State, data_dir
+from .store import SessionUsage
 from .tokens import count_tokens, encoding
 from .transformers import TransformerConfigError, Transformers, api_loader
-from .usage import SessionUsage
 
 Scope = MutableMapping[str, Any]
 ASGIMessage = MutableMapping[str, Any]
@@ -68,6 +69,10 @@ def build_transformers(loaded: LoadedConfig) -> Transformers:
 def quart_app(state: State) -> QuartTrio:
     app = QuartTrio("trio_router")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    api_keys.register(app, state)
+    models_api.register(app, state)
+
+    reloader = Reloader(state, _config_path(state))
 
     @app.before_serving
     async def warm_up() -> None:
@@ -75,24 +80,21 @@ def quart_app(state: State) -> QuartTrio:
         # counts every large request; otherwise on the first count_tokens call.
         if state.runtime.router.needs_token_count:
             await trio.to_thread.run_sync(encoding)
+        await app.nursery.start(reloader.run)
 
     @app.after_serving
     async def close_upstream() -> None:
+        reloader.scope.cancel()
         await state.upstream.aclose()
 
     @app.before_request
     async def check_auth() -> Response | None:
         g.started = time.perf_counter()
-        config = state.runtime.config
-        key = auth.key_for(request.path, config.APIKEY, config.ADMIN_KEY)
-        if key:
-            headers = [
-                (k.lower().encode(), v.encode("latin-1")) for k, v in request.headers.items()
-            ]
-            try:
-                auth.check(headers, key.encode())
-            except RouterError as error:
-                return _error(error)
+        headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in request.headers.items()]
+        try:
+            await state.access.check_path(request.path, headers, state.runtime.config)
+        except RouterError as error:
+            return _error(error)
         return None
 
     @app.after_request
@@ -152,12 +154,16 @@ def quart_app(state: State) -> QuartTrio:
         path = _config_path(state)
         body = await request.body
         allow_no_auth = request.args.get("allow_no_auth") == "true"
-        # Custom transformers are named, never imported: the API must not run code.
-        runtime = state.runtime
-        loader = api_loader(runtime.transformers, path.parent, runtime.config.TRANSFORMERS_DIR)
+        # Custom transformers are named, never imported: the API must not run code. What
+        # "loaded at start" means, and TRANSFORMERS_DIR, stay as the process started.
+        runtime, initial = state.runtime, state.initial
+        loader = api_loader(initial.transformers, path.parent, initial.config.TRANSFORMERS_DIR)
 
         def check(config: Config) -> None:
             Transformers(config, path.parent, loader)
+            problems = custom_router.check_applied(config, initial.router.hook, path.parent)
+            if problems:
+                raise ConfigError(config_store.SOURCE, problems)
 
         try:
             backup, _ = await trio.to_thread.run_sync(
@@ -167,6 +173,7 @@ def quart_app(state: State) -> QuartTrio:
                     body,
                     dict(os.environ),
                     runtime.loaded,
+                    started=initial.loaded,
                     allow_no_auth=allow_no_auth,
                     check=check,
                 )
@@ -176,13 +183,26 @@ def quart_app(state: State) -> QuartTrio:
         except TransformerConfigError as error:
             raise InvalidRequestError(f"invalid config: {error}") from None
         logger.info("config written to %s (backup %s)", path, backup)
+        # Applied here before the answer; the other workers see the file change.
+        outcome = await reloader.reload(POST)
+        if outcome.applied:
+            message = f"Configuration updated and {outcome.message}."
+            if outcome.restart_required:
+                fixed = ", ".join(outcome.restart_required)
+                message += f" {fixed}: set when the server starts, applied at a restart."
+        else:
+            message = (
+                f"Configuration written but not applied: {outcome.message}. "
+                "The previous config keeps serving."
+            )
         return _json(
             {
                 "success": True,
-                "message": (
-                    "Configuration updated successfully. Server restart required to apply changes."
-                ),
+                "applied": outcome.applied,
+                "message": message,
                 "backup": str(backup) if backup else None,
+                "restartRequired": outcome.restart_required,
+                "warnings": outcome.warnings,
             }
         )
 
@@ -262,4 +282,8 @@ def create_app(loaded: LoadedConfig | None = None) -> RouterApp:
             config_store.tidy(loaded.path, config.BACKUPS_KEPT)
         except OSError as error:
             logger.warning("cannot tidy the config's backups: %s", error)
-    return RouterApp(State(loaded, build_transformers(loaded)))
+    transformers = build_transformers(loaded)
+    hook = custom_router.build(loaded)
+    for warning in [*loaded.warnings, *transformers.warnings]:
+        logger.warning("config: %s", warning)
+    return RouterApp(State(loaded, transformers, hook))

@@ -1,10 +1,12 @@
-"""The ``trio-router`` command: ``start`` serves the router, ``check-config`` checks a config."""
+"""The ``trio-router`` command: ``start`` serves the router, ``check-config`` checks a config,
+``code`` runs Claude Code through it."""
 
 from __future__ import annotations
 
 import argparse
 import errno
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ examples:
   trio-router start                          serve on 127.0.0.1:3456 (./config.json, if any)
   trio-router start --config ~/router.json --port 8080 --workers 4
   trio-router check-config                   list every problem of ./config.json, or say OK
+  trio-router code                           run Claude Code through the router (started if needed)
 
 The config file is found at --config, else $CONFIG_PATH, else ./config.json; without one the
 router starts with no providers. A .env beside the config, then one in the current directory,
@@ -34,21 +37,28 @@ sets variables that the config uses as $NAME or ${NAME}; the environment wins ov
 Then point Claude Code at it: ANTHROPIC_BASE_URL=http://127.0.0.1:3456 claude"""
 
 
-def _load(path: str | None) -> LoadedConfig:
+def _load(path: str | None) -> tuple[LoadedConfig, list[str]]:
+    """The config, checked as a start would check it, and what it asks for that is not done."""
     loaded = load(Path(path).expanduser() if path else None)
     # Import here: building transformers checks their names and custom files.
+    from . import custom_router
     from .app import build_transformers
+    from .state import upstream_settings
 
-    build_transformers(loaded)
-    return loaded
+    transformers = build_transformers(loaded)
+    custom_router.build(loaded)
+    upstream_settings(loaded)
+    return loaded, [*loaded.warnings, *transformers.warnings]
 
 
 def check_config(args: argparse.Namespace) -> int:
     try:
-        loaded = _load(args.config)
+        loaded, warnings = _load(args.config)
     except ConfigError as error:
         print(error.report(), file=sys.stderr)
         return 1
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     where = loaded.path or "built-in default (no config file found)"
     config = loaded.config
     route = (
@@ -98,13 +108,71 @@ def bind_problem(hc: Any, host: str, port: int) -> str | None:
     return None
 
 
+def serve_workers(hc: Any) -> int:
+    """hypercorn's multi-worker loop (``hypercorn.run.run``), except for SIGHUP.
+
+    hypercorn's master answers SIGHUP by stopping every worker and starting new ones, which cuts
+    each stream still open after ``graceful_timeout``. Here it is forwarded to every worker,
+    which applies the config file live (reload.py). Workers are spawned, so they inherit what
+    the master ignores: SIGINT (Ctrl-C stops them through the shutdown event, as in hypercorn)
+    and SIGHUP until a worker listens for it, so that an early one does not end it.
+    """
+    from multiprocessing import get_context
+    from multiprocessing.connection import wait
+
+    from hypercorn.trio.run import trio_worker
+
+    sockets = hc.create_sockets()
+    context = get_context("spawn")
+    stop = context.Event()
+    workers: list[Any] = []
+    inherited = [getattr(signal, name) for name in ("SIGINT", "SIGHUP") if hasattr(signal, name)]
+
+    def shutdown(*_: Any) -> None:
+        stop.set()
+
+    def forward(*_: Any) -> None:
+        for worker in workers:
+            if worker.is_alive():
+                os.kill(worker.pid, signal.SIGHUP)
+
+    for name in ("SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), shutdown)
+    code = 0
+    while not stop.is_set():
+        for number in inherited:
+            signal.signal(number, signal.SIG_IGN)
+        while len(workers) < hc.workers:
+            worker = context.Process(
+                target=trio_worker,
+                kwargs={"config": hc, "shutdown_event": stop, "sockets": sockets},
+            )
+            worker.start()
+            workers.append(worker)
+        signal.signal(signal.SIGINT, shutdown)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, forward)
+        wait([worker.sentinel for worker in workers])
+        for worker in [worker for worker in workers if worker.exitcode is not None]:
+            workers.remove(worker)
+            code = code or worker.exitcode
+        if code:
+            stop.set()  # a worker failed: stop them all, as hypercorn does
+    for worker in workers:
+        worker.join()  # each finishes its requests, up to graceful_timeout
+    for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+        sock.close()
+    return code
+
+
 def start(args: argparse.Namespace) -> int:
     if args.host:
         os.environ["HOST"] = args.host
     if args.port:
         os.environ["PORT"] = str(args.port)
     try:
-        loaded = _load(args.config)
+        loaded, _ = _load(args.config)  # create_app logs the warnings
     except ConfigError as error:
         print(error.report(), file=sys.stderr)
         return 1
@@ -145,10 +213,32 @@ def start(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if hc.workers > 1 and not args.reload:
+        return serve_workers(hc)
+    if hasattr(signal, "SIGHUP"):
+        # Until the worker listens for it (reload.py), a SIGHUP must not end the process.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return run(hc)
 
 
+def code(claude_args: list[str]) -> int:
+    """``trio-router code``: every argument is Claude Code's; the config is $CONFIG_PATH's."""
+    try:
+        loaded, _ = _load(None)
+    except ConfigError as error:
+        print(error.report(), file=sys.stderr)
+        return 1
+    from . import launcher
+    from .state import data_dir
+
+    return launcher.run(loaded, data_dir(loaded) / "logs" / "code-router.log", claude_args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["code"]:
+        # Not argparse: Claude Code's own options (-p, --model ...) pass through untouched.
+        return code(argv[1:])
     parser = argparse.ArgumentParser(
         prog="trio-router",
         description=DESCRIPTION,
@@ -196,6 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     check_parser.add_argument("--config", metavar="FILE", help=config_help)
     check_parser.set_defaults(func=check_config)
+
+    commands.add_parser(
+        "code",
+        help="run Claude Code (`claude`) through the router, starting one if none is listening",
+        description="trio-router code [claude's arguments]: runs `claude` ($CLAUDE_PATH, else "
+        "the one on PATH) with ANTHROPIC_BASE_URL set to the router of $CONFIG_PATH (else "
+        "./config.json), its APIKEY as ANTHROPIC_AUTH_TOKEN (unless that is set already) and "
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1. When no router answers there, one is "
+        "started for the run (log: logs/code-router.log in the data directory) and stopped "
+        "after it. Every argument after `code` is passed to claude.",
+    )
 
     args = parser.parse_args(argv)
     if getattr(args, "workers", 1) < 1:

@@ -17,6 +17,8 @@ import dotenv
 import msgspec
 from msgspec import Struct
 
+from .proxy import ProxyURLError, parse_proxy
+
 DEFAULT_PORT = 3456
 DEFAULT_HOST = "127.0.0.1"
 LOG_LEVELS = ("fatal", "error", "warn", "info", "debug", "trace")
@@ -29,6 +31,9 @@ class Provider(Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     api_base_url: str
     api_key: str = ""
+    # A pool of keys instead of ``api_key``: used round robin; a key answered 429 rests for its
+    # retry-after, one answered 401/403 is taken out (reliability.py).
+    api_keys: list[str] = []
     models: list[str] = []
     # {"use": [name | [name, {options}]], "<model>": {"use": [...]}}
     transformer: dict[str, Any] | None = None
@@ -37,15 +42,82 @@ class Provider(Struct, frozen=True, forbid_unknown_fields=True):
     # Open requests to this provider at once, across workers; 0 = no cap. Shared fairly between
     # client keys, so that one user's subagents cannot take every slot.
     max_concurrent: int = 0
+    # An HTTP proxy for this provider only ("http://host:port"), beside HTTPS_PROXY and friends.
+    proxy: str = ""
+    # A PEM file of CA certificates to trust for this provider (a private gateway's own CA).
+    ca_bundle: str = ""
+    # Attempts after the first on a retryable failure before the first byte (retry.py), and the
+    # most time spent on this provider for one request, waits included.
+    retries: int = 2
+    retry_budget_ms: int = 30_000
+
+
+# A rule's value: "provider,model", or a fallback chain of them tried in order.
+Target = str | list[str] | None
+
+
+def rule_targets(value: Target) -> list[str]:
+    """A rule's "provider,model" targets in order; none for an unset rule (``""`` or null)."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 class RouterRules(Struct, frozen=True, forbid_unknown_fields=True):
-    default: str | None = None
-    background: str | None = None
-    think: str | None = None
-    longContext: str | None = None
+    default: Target = None
+    background: Target = None
+    think: Target = None
+    longContext: Target = None
     longContextThreshold: int = 60000
-    webSearch: str | None = None
+    webSearch: Target = None
+    # claude-code-router's: requests whose latest user turn holds an image (routing.py).
+    image: Target = None
+
+
+# Each rule's name, in the order the config documents them.
+RULES = ("default", "background", "think", "longContext", "webSearch", "image")
+
+
+_JS_PLUGINS = "not used: claude-code-router's JavaScript plugins are not run"
+_CCR_1_KEY = (
+    "not read: a claude-code-router 1.0 single-provider key; configure Providers and Router"
+)
+# claude-code-router's keys that mean nothing here (or not yet), each with why: accepted so that
+# its config.json starts unchanged, and named in a warning. A key not listed is still an unknown
+# field, so that a typo is caught. Sources, at its v2.0.0 tag: README.md (NON_INTERACTIVE_MODE,
+# forceUseImageAgent; OPENAI_API_KEY and GEMINI_API_KEY in its interpolation example; `log` and
+# OPENAI_* in its GitHub Actions example),
+# packages/ui/src/types.ts (CLAUDE_PATH, StatusLine), packages/core/src/utils/router.ts
+# (REWRITE_SYSTEM_PROMPT), packages/core/src/services/config.ts (LOG_FILE),
+# packages/server/src/index.ts (plugins, Plugins); usePlugins is 1.0's (README.md at v1.0.24).
+CCR_KEYS: dict[str, str] = {
+    "NON_INTERACTIVE_MODE": (
+        "has no meaning here: it prepares claude-code-router's own Claude Code launcher for CI, "
+        "and trio-router launches no client"
+    ),
+    "CLAUDE_PATH": "not read from the config: `trio-router code` runs $CLAUDE_PATH, else claude",
+    "StatusLine": "has no meaning here: claude-code-router's Claude Code status line is its own",
+    "forceUseImageAgent": (
+        "not used: claude-code-router's image agent is not implemented; Router.image routes "
+        "requests with images"
+    ),
+    "REWRITE_SYSTEM_PROMPT": "not used: trio-router does not rewrite Claude Code's system prompt",
+    "LOG_FILE": "not used: the log is logs/trio-router.log in the data directory",
+    "plugins": _JS_PLUGINS,
+    "Plugins": _JS_PLUGINS,
+    "usePlugins": _JS_PLUGINS,
+    "OPENAI_API_KEY": _CCR_1_KEY,
+    "OPENAI_BASE_URL": _CCR_1_KEY,
+    "OPENAI_MODEL": _CCR_1_KEY,
+    "GEMINI_API_KEY": 'not read: a provider\'s key goes in its api_key, e.g. "$GEMINI_API_KEY"',
+    "log": "not read: the key is LOG",
+}
+JAVASCRIPT = (".js", ".mjs", ".cjs")
+
+
+def is_javascript(path: str) -> bool:
+    """A claude-code-router plugin or router: JavaScript, which this router never runs."""
+    return path.lower().endswith(JAVASCRIPT)
 
 
 class CustomTransformer(Struct, frozen=True, forbid_unknown_fields=True):
@@ -63,6 +135,11 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     LOG: bool = True
     LOG_LEVEL: str = "info"
     API_TIMEOUT_MS: int = 600_000
+    # Until the provider's TCP (and TLS) connection is up, and until its response headers arrive.
+    CONNECT_TIMEOUT_MS: int = 10_000
+    FIRST_BYTE_TIMEOUT_MS: int = 120_000
+    # claude-code-router's: the HTTP proxy for every provider without its own `proxy`.
+    PROXY_URL: str = ""
     # Where POST /api/config may point `transformers[].path` (besides the ones loaded at start).
     # Fixed at start: the API cannot change it, or it could choose which code the router runs.
     TRANSFORMERS_DIR: str = ""
@@ -71,6 +148,20 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     Providers: list[Provider] = []
     Router: RouterRules = RouterRules()
     transformers: list[CustomTransformer] = []
+    # A Python file whose `route(request, config)` chooses a route first (custom_router.py);
+    # imported at start only. claude-code-router's `.js` routers are not run (a warning says so).
+    CUSTOM_ROUTER_PATH: str = ""
+    # claude-code-router's backup models per rule, tried after the rule's own targets
+    # (docs/docs/server/config/routing.md, "Fallback", at its main branch):
+    # {"default": ["provider,model", ...], ...}.
+    fallback: dict[str, list[str]] = {}
+    # Open upstream requests per worker past which a new one is answered 529 at once
+    # (overload.py); 0 = no cap.
+    MAX_OPEN_STREAMS: int = 200
+    # Requests in a row that failed (after their retries) that open a provider's circuit breaker,
+    # and how long it stays open before one request probes it (messages.py); 0 = no breaker.
+    BREAKER_FAILURES: int = 5
+    BREAKER_COOLDOWN_MS: int = 30_000
 
     def provider(self, name: str) -> Provider | None:
         for provider in self.Providers:
@@ -97,6 +188,8 @@ class LoadedConfig(Struct, frozen=True):
     config: Config
     path: Path | None  # None when running on the built-in default
     raw: dict[str, Any]  # the file as written, before interpolation (what /api/config edits)
+    # One line each, naming the key: what the file asks for that this router does not do.
+    warnings: list[str] = []
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -302,13 +395,18 @@ def validate(config: Config, unsure: Collection[str] = ()) -> list[str]:
             )
         if not provider.models:
             problems.append(f"Providers[{i}].models: must list at least one model")
-    for rule in ("default", "background", "think", "longContext", "webSearch"):
-        target = getattr(config.Router, rule)
-        if target is None:
-            continue
+        problems.extend(_reliability_problems(provider, f"Providers[{i}]"))
+        if provider.proxy.strip():
+            try:
+                parse_proxy(provider.proxy)
+            except ProxyURLError as error:
+                problems.append(f"Providers[{i}].proxy: {error}")
+        if "\0" in provider.ca_bundle:
+            problems.append(f"Providers[{i}].ca_bundle: must not contain a NUL character")
+    for where, target in _route_targets(config, problems):
         provider_name, sep, model = target.partition(",")
         if not sep or not model:
-            problems.append(f'Router.{rule}: must be "provider,model", got {target!r}')
+            problems.append(f'{where}: must be "provider,model", got {target!r}')
             continue
         found = config.provider(provider_name.strip())
         if found is None:
@@ -316,14 +414,16 @@ def validate(config: Config, unsure: Collection[str] = ()) -> list[str]:
                 _under(f"Providers[{i}].name", unsure) for i in range(len(config.Providers))
             )
             if names_known and not _under("Providers", unsure):
-                problems.append(f"Router.{rule}: provider {provider_name!r} is not configured")
+                problems.append(f"{where}: provider {provider_name!r} is not configured")
         elif _under(f"Providers[{config.Providers.index(found)}].models", unsure):
             continue
         elif model.strip() not in found.models:
             problems.append(
-                f"Router.{rule}: model {model!r} is not in the models of provider {found.name!r}"
+                f"{where}: model {model!r} is not in the models of provider {found.name!r}"
             )
-    if config.Providers and config.Router.default is None:
+    if "\0" in config.CUSTOM_ROUTER_PATH:
+        problems.append("CUSTOM_ROUTER_PATH: must not contain a NUL character")
+    if config.Providers and not config.Router.default:
         problems.append("Router.default: required when providers are configured")
     if config.LOG_LEVEL not in LOG_LEVELS:
         problems.append(
@@ -331,11 +431,84 @@ def validate(config: Config, unsure: Collection[str] = ()) -> list[str]:
         )
     if not 0 < config.PORT < 65536:
         problems.append(f"PORT: must be between 1 and 65535, got {config.PORT}")
-    if config.API_TIMEOUT_MS <= 0:
-        problems.append("API_TIMEOUT_MS: must be positive")
+    for name in ("API_TIMEOUT_MS", "CONNECT_TIMEOUT_MS", "FIRST_BYTE_TIMEOUT_MS"):
+        if getattr(config, name) <= 0:
+            problems.append(f"{name}: must be positive")
+    if config.PROXY_URL.strip():
+        try:
+            parse_proxy(config.PROXY_URL)
+        except ProxyURLError as error:
+            problems.append(f"PROXY_URL: {error}")
     if config.Router.longContextThreshold <= 0:
         problems.append("Router.longContextThreshold: must be positive")
+    for name in ("MAX_OPEN_STREAMS", "BREAKER_FAILURES"):
+        if getattr(config, name) < 0:
+            problems.append(f"{name}: must be 0 (off) or more, got {getattr(config, name)}")
+    if config.BREAKER_COOLDOWN_MS <= 0:
+        problems.append("BREAKER_COOLDOWN_MS: must be positive")
     return problems
+
+
+def _route_targets(config: Config, problems: list[str]) -> list[tuple[str, str]]:
+    """Every "provider,model" the rules and ``fallback`` name, each with its place."""
+    found: list[tuple[str, str]] = []
+    for rule in RULES:
+        value = getattr(config.Router, rule)
+        if isinstance(value, list):
+            if not value:
+                problems.append(f"Router.{rule}: an empty list; leave the rule out instead")
+            found.extend((f"Router.{rule}[{i}]", t) for i, t in enumerate(value))
+        elif value:  # claude-code-router's UI writes "" for a rule that is not set
+            found.append((f"Router.{rule}", value))
+    for rule, targets in config.fallback.items():
+        if rule not in RULES:
+            problems.append(f"fallback.{rule}: not a Router rule (one of {', '.join(RULES)})")
+            continue
+        if targets and not rule_targets(getattr(config.Router, rule)):
+            problems.append(f"fallback.{rule}: Router.{rule} is not set, so nothing falls back")
+        found.extend((f"fallback.{rule}[{i}]", t) for i, t in enumerate(targets))
+    return found
+
+
+def _reliability_problems(provider: Provider, where: str) -> list[str]:
+    problems: list[str] = []
+    if provider.api_keys:
+        if provider.api_key:
+            problems.append(f"{where}.api_keys: set api_key or api_keys, not both")
+        for j, key in enumerate(provider.api_keys):
+            if not key.strip():
+                problems.append(f"{where}.api_keys[{j}]: must be a non-empty key")
+    if provider.retries < 0:
+        problems.append(f"{where}.retries: must be 0 (no retry) or more, got {provider.retries}")
+    if provider.retry_budget_ms <= 0:
+        problems.append(f"{where}.retry_budget_ms: must be positive")
+    return problems
+
+
+def _set(value: Any) -> bool:
+    """Whether a key asks for anything: claude-code-router's UI writes "" for what is unset."""
+    return value is not None and value != ""
+
+
+def warnings(raw: dict[str, Any]) -> list[str]:
+    """One line for each thing the config asks for that this router accepts but does not do:
+    claude-code-router's keys (:data:`CCR_KEYS`) and its JavaScript routers and transformers."""
+    found = [f"{key}: {why}" for key, why in CCR_KEYS.items() if _set(raw.get(key))]
+    router = raw.get("CUSTOM_ROUTER_PATH")
+    if isinstance(router, str) and is_javascript(router):
+        found.append(
+            f"CUSTOM_ROUTER_PATH: {router}: JavaScript routers are not run; the built-in rules "
+            "apply (a Python file with `route(request, config)` is, see the README)"
+        )
+    specs = raw.get("transformers")
+    for i, spec in enumerate(specs if isinstance(specs, list) else []):
+        path = spec.get("path") if isinstance(spec, dict) else None
+        if isinstance(path, str) and is_javascript(path):
+            found.append(
+                f"transformers[{i}].path: {path}: JavaScript transformers are not run: skipped "
+                "(a provider that uses its name is refused)"
+            )
+    return found
 
 
 def parse(raw: dict[str, Any], source: str, env: dict[str, str]) -> Config:
@@ -343,9 +516,12 @@ def parse(raw: dict[str, Any], source: str, env: dict[str, str]) -> Config:
 
     Every problem is found in one pass: unset variables, each wrong type of each field, and
     the cross-field problems of what is left (those about an unusable value are not repeated).
+    claude-code-router's keys in :data:`CCR_KEYS` are left out first, unread (:func:`warnings`
+    names them).
     """
     problems: list[str] = []
-    resolved = interpolate(raw, env, "", problems)
+    kept = {key: value for key, value in raw.items() if key not in CCR_KEYS}
+    resolved = interpolate(kept, env, "", problems)
     unsure = {problem.partition(": ")[0] for problem in problems}
     check = _TypeCheck()
     config: Config = check.struct(resolved, Config, "")
@@ -437,4 +613,4 @@ def load(path: Path | None = None) -> LoadedConfig:
         raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from None
     raw = decode_json(text, str(path))
     config = parse(raw, str(path), env)
-    return LoadedConfig(apply_env_overrides(config, env), path.resolve(), raw)
+    return LoadedConfig(apply_env_overrides(config, env), path.resolve(), raw, warnings(raw))

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import platformdirs
 
 from .config import Config, LoadedConfig
+from .custom_router import CustomRouter
 from .intake import BodyLimits
+from .keys import Access
+from .limits import Limiter
 from .masking import Redactor, config_secrets
 from .routing import Router
+from .store import Store, open_store
 from .transformers import Transformers
-from .upstream import Upstream
-from .usage import UsageStore
+from .upstream import Settings, Upstream
 
 
 class Runtime:
@@ -23,27 +27,50 @@ class Runtime:
     applied meanwhile changes what the next request gets, never one in flight.
     """
 
-    def __init__(self, loaded: LoadedConfig, transformers: Transformers) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, transformers: Transformers, hook: CustomRouter | None = None
+    ) -> None:
+        """``transformers`` and ``hook`` (the custom router) hold the code imported at start."""
         self.loaded = loaded
         self.config: Config = loaded.config
-        self.router = Router(loaded.config)
+        self.router = Router(loaded.config, hook)
         self.transformers = transformers
         self.api_key = loaded.config.APIKEY.encode()
         # Every error message a client gets passes it: upstream text may quote a key.
         self.redact = Redactor(config_secrets(loaded.config))
+        # When this config began to serve: the models list's `created_at`.
+        self.created_at = time.time()
 
 
 class State:
     """A worker's lifetime: the current runtime, and what outlives a config change."""
 
-    def __init__(self, loaded: LoadedConfig, transformers: Transformers) -> None:
-        self.runtime = Runtime(loaded, transformers)
-        self.upstream = Upstream(loaded.config.API_TIMEOUT_MS)
-        directory = data_dir(loaded)
+    def __init__(
+        self, loaded: LoadedConfig, transformers: Transformers, hook: CustomRouter | None = None
+    ) -> None:
+        self.runtime = Runtime(loaded, transformers, hook)
+        # The config the process started with: what a reload may not change (where it listens,
+        # which code it imported; reload.py).
+        self.initial = self.runtime
+        self.upstream = Upstream(upstream_settings(loaded))
+        directory = self.data_dir = data_dir(loaded)
         directory.mkdir(parents=True, exist_ok=True)
-        self.usage = UsageStore(directory / "usage.sqlite3")
+        # Every secret of every config applied so far: the log redacts a rotated-out key too.
+        self.log_secrets = set(config_secrets(loaded.config))
+        # Usage, client keys and the counts of their limits, shared by every worker; the
+        # attribute keeps the name it had when the store held only usage.
+        self.usage: Store = open_store(directory)
+        self.access = Access(self.usage)
+        self.limits = Limiter(self.usage)
         # Shared by every connection of this worker: the budget counts across all of them.
         self.bodies = BodyLimits()
+
+
+def upstream_settings(loaded: LoadedConfig) -> Settings:
+    """How ``loaded`` reaches its providers; a relative ``ca_bundle`` is beside the config."""
+    if loaded.path is None:
+        return Settings(loaded.config, None, source="built-in default config")
+    return Settings(loaded.config, loaded.path.parent, source=str(loaded.path))
 
 
 DATA_DIR_VARIABLE = "TRIO_ROUTER_DATA_DIR"

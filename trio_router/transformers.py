@@ -18,13 +18,13 @@ import importlib
 import importlib.util
 import inspect
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .anthropic import MessageResponse, MessagesRequest, StreamEvent, Usage
-from .config import Config, CustomTransformer, Provider
+from .code_files import ImportFailed, import_file, resolved
+from .config import Config, CustomTransformer, Provider, is_javascript
 from .errors import RouterError, TransformerError
 from .hooks import BUILTIN_HOOKS, HOOK_METHODS, Transformer, overrides
 from .intake import nested_too_deeply
@@ -42,6 +42,32 @@ BUILTIN_FORMATS: dict[str, tuple[str, str]] = {
     "anthropic": ("trio_router.providers.passthrough", "AnthropicFormat"),
 }
 DEFAULT_FORMAT = "openrouter"
+# claude-code-router spells two of them so (packages/core/src/transformer/*.ts at v2.0.0).
+FORMAT_ALIASES = {"Anthropic": "anthropic", "OpenAI": "openai"}
+# claude-code-router's transformers that are not implemented here (the same files; gemini-cli
+# and the other *-cli ones are JavaScript plugins from its README). Those whose absence leaves
+# each request one the provider accepts are skipped with a warning, so that its configs start;
+# the others would fail every request (another wire format, or another sign-in), so a provider
+# that uses one is refused at start instead.
+CCR_SKIPPED = {
+    "tooluse": "tool_choice is sent as the client asked",
+    "groq": "the openai format already speaks Groq's chat completions",
+    "cerebras": "the openai format already speaks Cerebras' chat completions",
+    "vercel": "the openai format already speaks Vercel AI Gateway's chat completions",
+    "streamoptions": "the openai format already asks for usage in streams",
+    "maxcompletiontokens": "the `openai` format sends max_completion_tokens",
+    "customparams": "no extra parameters are added",
+    "forcereasoning": "no reasoning is forced",
+}
+CCR_UNSUPPORTED = {
+    "vertex-gemini": "Vertex AI's sign-in",
+    "vertex-claude": "Vertex AI's sign-in",
+    "openai-responses": "OpenAI's Responses API",
+    "gemini-cli": "a JavaScript plugin",
+    "qwen-cli": "a JavaScript plugin",
+    "rovo-cli": "a JavaScript plugin",
+    "chutes-glm": "a JavaScript plugin",
+}
 
 Entry = tuple[str, dict[str, Any]]
 # Gives the class a `transformers` entry names; `where` is its place in the config.
@@ -93,9 +119,12 @@ class Chain:
             None if self._response else getattr(fmt, "response_usage", None)
         )
 
-    def build_request(self, request: MessagesRequest, route: Route, body: bytes) -> UpstreamRequest:
-        """``body`` is the client's raw request: a passthrough format forwards it whole."""
-        if self._from_body is not None:
+    def build_request(
+        self, request: MessagesRequest, route: Route, body: bytes | None
+    ) -> UpstreamRequest:
+        """``body`` is the client's raw request, when ``request`` is what it says: a passthrough
+        format then forwards it whole."""
+        if self._from_body is not None and body is not None:
             upstream: UpstreamRequest = self._format_call(self._from_body, body, route)
         else:
             for name, hook in self._request:
@@ -105,8 +134,12 @@ class Chain:
             upstream = _call(name, upstream_hook, upstream, route)
         return upstream
 
-    def parse_response(self, body: bytes, route: Route) -> MessageResponse:
-        response: MessageResponse = self._format_call(self.format.parse_response, body, route)
+    def parse_response(
+        self, body: bytes, route: Route, request: MessagesRequest | None = None
+    ) -> MessageResponse:
+        response: MessageResponse = self._format_call(
+            self.format.parse_response, body, route, request
+        )
         for name, hook in self._response:
             response = _call(name, hook, response, route)
         return response
@@ -156,14 +189,14 @@ def _entries(spec: Any, where: str) -> list[Entry]:
     entries: list[Entry] = []
     for i, item in enumerate(spec.get("use", [])):
         if isinstance(item, str):
-            entries.append((item, {}))
+            entries.append((FORMAT_ALIASES.get(item, item), {}))
         elif (
             isinstance(item, list)
             and len(item) == 2
             and isinstance(item[0], str)
             and isinstance(item[1], dict)
         ):
-            entries.append((item[0], item[1]))
+            entries.append((FORMAT_ALIASES.get(item[0], item[0]), item[1]))
         else:
             raise TransformerConfigError(
                 f"{where}.use[{i}]: expected a name or [name, {{options}}], got {item!r}"
@@ -178,22 +211,12 @@ def load_custom(spec: CustomTransformer, where: str, base: Path) -> type[Transfo
     subclass :class:`hooks.Transformer`, and if it does not, it is given that base so that the
     hooks it leaves out do nothing.
     """
-    path = _resolved(base, spec.path)
-    if not path.is_file():
-        raise TransformerConfigError(f"{where}.path: {path}: file not found")
-    module_name = f"trio_router_custom_{path.stem}_{abs(hash(str(path)))}"
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise TransformerConfigError(f"{where}.path: {path}: not a Python file")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
+    path = resolved(base, spec.path)
     try:
-        module_spec.loader.exec_module(module)
-    except Exception as error:
-        sys.modules.pop(module_name, None)
-        raise TransformerConfigError(
-            f"{where}.path: {path}: import failed: {type(error).__name__}: {error}"
-        ) from None
+        module = import_file(path, "trio_router_custom")
+    except ImportFailed as error:
+        raise TransformerConfigError(f"{where}.path: {path}: {error}") from None
+    module_name = module.__name__
     classes: list[type[Any]] = [
         obj
         for obj in vars(module).values()
@@ -223,11 +246,6 @@ def load_custom(spec: CustomTransformer, where: str, base: Path) -> type[Transfo
 
 def _lexical(base: Path, path: str) -> Path:
     return Path(os.path.normpath(base / os.path.expanduser(path)))
-
-
-def _resolved(base: Path, path: str) -> Path:
-    """Where ``path`` (relative: to ``base``) leads, symlinks followed."""
-    return Path(os.path.realpath(base / os.path.expanduser(path)))
 
 
 def _literal_names(node: ast.ClassDef) -> list[str]:
@@ -292,10 +310,10 @@ def api_loader(running: Transformers, base: Path, directory: str) -> Loader:
     path gets the same answer whatever exists there, so the API cannot probe the disk.
     """
     # Inside both as written and with symlinks followed.
-    roots = (_lexical(base, directory), _resolved(base, directory)) if directory else None
+    roots = (_lexical(base, directory), resolved(base, directory)) if directory else None
 
     def load(spec: CustomTransformer, where: str) -> type[Transformer]:
-        path = _resolved(base, spec.path)
+        path = resolved(base, spec.path)
         known = running.files.get(path)
         if known is not None:
             return known
@@ -331,8 +349,12 @@ class Transformers:
         self.defaults: dict[str, dict[str, Any]] = {}
         # Every problem is collected, so check-config lists them all in one run.
         problems: list[str] = []
+        # claude-code-router transformers skipped (CCR_SKIPPED), one line each.
+        self.warnings: list[str] = []
         for i, spec in enumerate(config.transformers):
             where = f"transformers[{i}]"
+            if is_javascript(spec.path):
+                continue  # claude-code-router's; config.warnings names it
             try:
                 cls = loader(spec, where) if loader else load_custom(spec, where, where_from)
             except TransformerConfigError as error:
@@ -346,7 +368,7 @@ class Transformers:
                 continue
             self.hooks[cls.name] = cls
             self.custom[cls.name] = spec.path
-            self.files[_resolved(where_from, spec.path)] = cls
+            self.files[resolved(where_from, spec.path)] = cls
             self.defaults[cls.name] = dict(spec.options)
         self._chains: dict[tuple[str, str | None], Chain] = {}
         for i, provider in enumerate(config.Providers):
@@ -389,9 +411,23 @@ class Transformers:
             if name in BUILTIN_FORMATS:
                 continue
             cls = self.hooks.get(name)
+            if cls is None and name in CCR_SKIPPED:
+                self.warnings.append(
+                    f"{where}: transformer {name!r} (claude-code-router's) is not implemented "
+                    f"here: skipped ({CCR_SKIPPED[name]})"
+                )
+                names.pop()
+                continue
             if cls is None:
                 known = ", ".join(sorted([*BUILTIN_FORMATS, *self.hooks]))
-                problems.append(f"{where}: unknown transformer {name!r} (known: {known})")
+                why = CCR_UNSUPPORTED.get(name)
+                if why:
+                    problems.append(
+                        f"{where}: transformer {name!r} (claude-code-router's, for {why}) is "
+                        f"not implemented here (known: {known})"
+                    )
+                else:
+                    problems.append(f"{where}: unknown transformer {name!r} (known: {known})")
                 continue
             try:
                 hooks.append(cls({**self.defaults.get(name, {}), **options}))
