@@ -69,8 +69,11 @@ def upstream_url(fake_port: int, upstream: str) -> str:
     return f"{base}/v1/chat/completions"
 
 
-def ccr_style_config(port: int, fake_port: int, upstream: str) -> dict[str, object]:
-    """The config file format the router shares with claude-code-router."""
+def ccr_style_config(
+    port: int, fake_port: int, upstream: str, rules: dict[str, object] | None = None
+) -> dict[str, object]:
+    """The config file format the router shares with claude-code-router; ``rules`` are added
+    to ``Router`` beside ``default``."""
     model = UPSTREAM_MODEL[upstream]
     transformer = {"openai": "openrouter", "deepseek": "deepseek", "gemini": "gemini"}[upstream]
     return {
@@ -88,7 +91,7 @@ def ccr_style_config(port: int, fake_port: int, upstream: str) -> dict[str, obje
                 "transformer": {"use": [transformer]},
             }
         ],
-        "Router": {"default": f"fake,{model}"},
+        "Router": {"default": f"fake,{model}", **(rules or {})},
     }
 
 
@@ -134,9 +137,16 @@ class Launch(NamedTuple):
 
 
 def prepare(
-    name: str, port: int, fake_port: int, workdir: Path, allow_install: bool, model: str
+    name: str,
+    port: int,
+    fake_port: int,
+    workdir: Path,
+    allow_install: bool,
+    model: str,
+    rules: dict[str, object] | None = None,
 ) -> Launch:
-    """Write the gateway's config under ``workdir`` and say how to start it."""
+    """Write the gateway's config under ``workdir`` (``rules`` added to its ``Router``) and say
+    how to start it."""
     spec = SPECS[name]
     home = workdir / f"home-{name}"
     home.mkdir(parents=True, exist_ok=True)
@@ -174,7 +184,9 @@ def prepare(
                 f"trio_router CLI not runnable: {(probe.stdout + probe.stderr)[-800:]}"
             )
         config = home / "config.json"
-        config.write_text(json.dumps(ccr_style_config(port, fake_port, spec.upstream), indent=2))
+        config.write_text(
+            json.dumps(ccr_style_config(port, fake_port, spec.upstream, rules), indent=2)
+        )
         argv = [
             sys.executable,
             "-m",
@@ -196,7 +208,7 @@ def prepare(
             raise Unavailable(installed.detail)
         folder = home / ".claude-code-router"
         folder.mkdir(exist_ok=True)
-        ccr_config = ccr_style_config(port, fake_port, spec.upstream)
+        ccr_config = ccr_style_config(port, fake_port, spec.upstream, rules)
         (folder / "config.json").write_text(json.dumps(ccr_config, indent=2))
         return Launch(["node", str(peers.ccr_cli()), "start"], env, installed.version, 60)
     if spec.family == "litellm":

@@ -332,6 +332,8 @@ def markdown(results: dict[str, Any]) -> str:
             "soak_rss.png.",
         ]
     out += _profiles(gws)
+    out += _claude_code(results.get("claude_code"))
+    out += _faults(results.get("faults"))
     out += _micro(results.get("micro"))
     out += ["", "## Targets (issue 12)", "", *_targets(results, heads)]
     samples = [
@@ -393,6 +395,73 @@ def _profiles(gws: dict[str, Any]) -> list[str]:
     return ["", "## Where the time goes (py-spy)", *out] if out else []
 
 
+def _claude_code(cc: dict[str, Any] | None) -> list[str]:
+    """CPU per Claude Code-sized request (bench/claude_code.py), with ratios to the router."""
+    if not cc:
+        return []
+    request = cc["request"]
+    out = [
+        "",
+        f"## CPU per Claude Code-sized request ({request['tools']} tools, "
+        f"{request['bytes'] // 1000} KB, not streamed; `longContext` configured)",
+        "",
+    ]
+    kinds = {"turn1_cold": "turn 1, nothing cached", "turn1": "turn 1, new session"}
+    kinds["turn2"] = "turn 2"
+    router = cc["gateways"].get("router", {})
+    header = ["gateway", *[f"{label}, ms (p50)" for label in kinds.values()]]
+    rows = []
+    for name, gw in cc["gateways"].items():
+        if gw.get("status") != "ok":
+            rows.append([name, f"error: {gw.get('error', '')[:200]}", "", ""])
+            continue
+        cells = [name if gw.get("longContext") else f"{name} (no `longContext` rule)"]
+        for kind in kinds:
+            value = gw[kind]["cpu_ms_p50"]
+            ours = router.get(kind, {}).get("cpu_ms_p50") if router.get("status") == "ok" else None
+            ratio = f" ({value / ours:.1f}x router)" if value and ours and name != "router" else ""
+            cells.append(f"{_fmt(value, 2)}{ratio}")
+        if gw.get("error_count"):
+            cells[0] += f" ({gw['error_count']} errors: {gw['errors'][0][:120]})"
+        rows.append(cells)
+    return [*out, *_table(header, rows)]
+
+
+def _faults(faults: dict[str, Any] | None) -> list[str]:
+    """The fault phase (bench/faults.py): what a client sees of a provider failing 20 %."""
+    if not faults:
+        return []
+    out = [
+        "",
+        f"## Fault phase: {faults['fail_rate_pct']} % of upstream requests fail with 503",
+        "",
+        f"{faults['requests']} non-streamed requests over {faults['threads']} connections per "
+        f"run, {faults['think_ms']} ms apart on each; added latency is the same gateway's "
+        "against the healthy fake subtracted.",
+        "",
+    ]
+    header = ["gateway", "client-visible errors", "p50 ms", "p99 ms", "added p50 ms"]
+    header.append("added p99 ms")
+    rows = []
+    for name, gw in faults["gateways"].items():
+        if gw.get("status") != "ok":
+            rows.append([name, f"error: {gw.get('error', '')[:200]}", "", "", "", ""])
+            continue
+        faulty = gw["faulty"]
+        label = f"{name} ({', '.join(f'{k}: {v}' for k, v in gw['config'].items()) or 'defaults'})"
+        rows.append(
+            [
+                label,
+                f"{_fmt(faulty['error_rate_pct'], 2)} % of {faulty['requests']}",
+                _fmt(faulty["latency_p50_ms"], 2),
+                _fmt(faulty["latency_p99_ms"], 2),
+                _fmt(gw.get("added_p50_ms"), 2),
+                _fmt(gw.get("added_p99_ms"), 2),
+            ]
+        )
+    return [*out, *_table(header, rows)]
+
+
 def _micro(micro: dict[str, Any] | None) -> list[str]:
     if not micro:
         return []
@@ -425,10 +494,16 @@ def _micro(micro: dict[str, Any] | None) -> list[str]:
     tokens = micro.get("tokens")
     if tokens and "error" not in tokens:
         median_ms = tokens["count_tokens_us"]["median_us"] / 1000
+        cached = tokens.get("count_tokens_cached_us")
+        again = (
+            f"; counted again, every text cached: {cached['median_us'] / 1000:.2f} ms"
+            if cached
+            else ""
+        )
         out += [
             "",
             f"Token counter on a Claude Code-shaped request of {tokens['request_tokens']:,} tokens "
-            f"({tokens['request_bytes']:,} bytes of JSON): median {median_ms:.1f} ms.",
+            f"({tokens['request_bytes']:,} bytes of JSON): median {median_ms:.1f} ms{again}.",
         ]
     elif tokens:
         out += ["", f"Token counter: {tokens['error']}"]

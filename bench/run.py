@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from . import gateways, peers, procstat, profile, report
+from . import claude_code, faults, gateways, peers, procstat, profile, report
 from .loadgen import Stats, percentile
 
 BENCH = Path(__file__).resolve().parent
@@ -47,6 +47,8 @@ class Plan(msgspec.Struct):
     fake_procs: int
     install: bool
     micro: bool
+    claude_code: bool
+    faults: bool
     profile: bool
     pin: bool
     quick: bool
@@ -81,6 +83,16 @@ def parse(argv: list[str] | None) -> tuple[Plan, Path, str] | None:
     run.add_argument("--no-install", action="store_true", help="don't install missing peers")
     run.add_argument("--no-micro", action="store_true", help="skip the in-process micro-benchmarks")
     run.add_argument(
+        "--no-claude-code",
+        action="store_true",
+        help="skip the CPU per Claude Code-sized request (bench/claude_code.py)",
+    )
+    run.add_argument(
+        "--no-faults",
+        action="store_true",
+        help="skip the fault phase: a provider failing 20 %% of requests (bench/faults.py)",
+    )
+    run.add_argument(
         "--no-profile", action="store_true", help="skip the py-spy profile of Python gateways"
     )
     run.add_argument("--no-pin", action="store_true", help="don't pin processes to cores")
@@ -114,6 +126,8 @@ def parse(argv: list[str] | None) -> tuple[Plan, Path, str] | None:
         fake_procs=max(1, args.fake_procs),
         install=not args.no_install and not quick,
         micro=not args.no_micro,
+        claude_code=not args.no_claude_code,
+        faults=not args.no_faults,
         profile=not args.no_profile and not quick,
         pin=not args.no_pin,
         quick=quick,
@@ -513,6 +527,19 @@ def run(plan: Plan, out_dir: Path, command: str) -> dict[str, Any]:
             results["micro"] = {"error": micro.stderr.decode("utf-8", "replace")[-1000:]}
     bench.start_fake()
     try:
+        cc_names = [n for n in ("router", "ccr") if n in plan.gateways]
+        if plan.claude_code and cc_names:
+            print("claude code-sized requests", flush=True)
+            if "router" in cc_names:
+                cc_names.insert(1, "router-nolc")  # the router without the rule, for reference
+            results["claude_code"] = claude_code.run(
+                cc_names, bench.fake_port, workdir, plan.install, bench.gw_cpus, plan.quick
+            )
+        if plan.faults and "router" in plan.gateways:
+            print("fault phase: 20 % of upstream requests fail with 503", flush=True)
+            results["faults"] = faults.run(
+                bench.fake_port, workdir, plan.install, bench.gw_cpus, plan.quick
+            )
         for name in ["direct", *plan.gateways]:
             print(f"gateway {name}", flush=True)
             started = time.monotonic()
@@ -555,6 +582,12 @@ def harness_failures(results: dict[str, Any]) -> list[str]:
     Peers that cannot run are reported in the results, not failures; slowness never is.
     """
     failures = []
+    for name, gw in results.get("claude_code", {}).get("gateways", {}).items():
+        if name.startswith("router") and (gw.get("status") != "ok" or gw.get("error_count")):
+            failures.append(f"claude code request, {name}: {gw.get('error') or gw['errors']}")
+    for name, gw in results.get("faults", {}).get("gateways", {}).items():
+        if name.startswith("router") and gw.get("status") != "ok":
+            failures.append(f"fault phase, {name}: {gw.get('error', '')[:500]}")
     for name, gw in results["gateways"].items():
         if name != "direct" and gateways.SPECS[name].family not in ("plain", "router"):
             continue

@@ -301,8 +301,9 @@ async def test_reasoning_content_becomes_a_thinking_block_before_the_text(
     sent = fake.requests[0].json()
     assert sent["model"] == sent_model
     assert sent.get("thinking") == toggle
-    # In thinking mode the limit is the reasoner's 64K, and temperature has no effect.
-    assert sent["max_tokens"] == 16000
+    # Each model keeps its documented cap in thinking mode too (8K for deepseek-chat: nothing
+    # public says the toggle raises it), and temperature has no effect.
+    assert sent["max_tokens"] == (8192 if sent_model == "deepseek-chat" else 16000)
     assert "temperature" not in sent
     # The V3 names take no reasoning_effort.
     assert "reasoning_effort" not in sent

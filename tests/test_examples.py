@@ -138,7 +138,9 @@ async def test_python_sdk(setup: Setup) -> None:
     assert_sdk_example_ran(out, setup)
 
 
-async def test_typescript_sdk(setup: Setup) -> None:
+def require_typescript_sdk() -> None:
+    """Fail, saying what to run, where npm or examples/typescript's packages are missing; the
+    SDK conformance test (tests/test_sdk_conformance.py) runs its script with them too."""
     if shutil.which("npm") is None:
         pytest.fail("npm is not on PATH: install Node.js 18+ and npm (see the README)")
     if not (TYPESCRIPT / "node_modules" / "@anthropic-ai" / "sdk").is_dir():
@@ -147,6 +149,10 @@ async def test_typescript_sdk(setup: Setup) -> None:
             "(it is part of the README's test command)",
             pytrace=False,
         )
+
+
+async def test_typescript_sdk(setup: Setup) -> None:
+    require_typescript_sdk()
     out = succeeded(await run(["npm", "start", "--silent"], setup.env(), cwd=TYPESCRIPT))
     assert_sdk_example_ran(out, setup)
 

@@ -2,7 +2,9 @@
 
 Providers tokenise differently; cl100k_base is the shared yardstick the routing threshold and
 ``/v1/messages/count_tokens`` use. Each string is counted on its own, so a count equals the sum
-of tiktoken's counts for the strings that make up the request.
+of tiktoken's counts for the strings that make up the request, and a string's count can be kept:
+Claude Code resends the same system prompt, tools and history on every turn, so each turn
+encodes only what is new.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from functools import cache
 
 import msgspec
@@ -163,11 +167,68 @@ def _image_blocks(request: MessagesRequest) -> Iterator[ImageBlock]:
                 yield from (b for b in block.content if isinstance(b, ImageBlock))
 
 
+class CountCache:
+    """Token counts of recently seen texts: a least-recently-used map bounded in entries and in
+    the characters of the texts it keeps.
+
+    Keyed by the text itself: the dict hashes it (SipHash, about 1 GB/s) and confirms a hit by
+    comparing the texts, so a hit is always the count of that exact text and no hash collision
+    can change a count. ``count_tokens`` runs in worker threads, several at once: the lock
+    guards the map, and encoding happens outside it, so threads encode in parallel (tiktoken
+    releases the GIL); a text two threads miss at once is encoded by both, and kept once.
+    """
+
+    def __init__(self, max_entries: int, max_chars: int) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        # A text longer than this would push out too much of the rest; it is counted, not kept.
+        self.max_text = max_chars // 4
+        self.chars = 0
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def total(self, texts: list[str], encode: Callable[[str], list[int]]) -> int:
+        """The sum of the token counts of ``texts``, encoding only those not kept."""
+        total = 0
+        missing: dict[str, int] = {}
+        counts = self._counts
+        with self._lock:
+            for text in texts:
+                count = counts.get(text)
+                if count is None:
+                    missing[text] = missing.get(text, 0) + 1
+                else:
+                    counts.move_to_end(text)
+                    total += count
+        if not missing:
+            return total
+        new = {text: len(encode(text)) for text in missing}
+        with self._lock:
+            for text, count in new.items():
+                total += count * missing[text]
+                if len(text) > self.max_text or text in counts:
+                    continue
+                counts[text] = count
+                self.chars += len(text)
+            while len(counts) > self.max_entries or self.chars > self.max_chars:
+                old, _ = counts.popitem(last=False)
+                self.chars -= len(old)
+        return total
+
+
+# Per process: 16 Mi characters of text at most (about 16 MB), the history of dozens of long
+# Claude Code sessions beside the system prompts and tool lists they share.
+COUNTS = CountCache(max_entries=65536, max_chars=16 * 1024 * 1024)
+
+
 def count_tokens(request: MessagesRequest) -> int:
     # Sequential encoding: encode_ordinary_batch's thread pool was slower on two cores.
-    encode = encoding().encode_ordinary
     try:
-        total = sum(len(encode(text)) for text in request_texts(request) if text)
+        texts = [text for text in request_texts(request) if text]
+        total = COUNTS.total(texts, encoding().encode_ordinary)
     except RecursionError:  # encoding a tool's JSON nested deeper than this thread's stack
         raise nested_too_deeply() from None
     return total + sum(image_tokens(block) for block in _image_blocks(request))

@@ -134,8 +134,9 @@ class DeepSeekFormat(OpenAIFormat):
         model = own.thinking_model if asked and own.thinking_model else route.model
         thinking = asked or model == REASONER
         chat = chat_request(request, model, self.options)
-        # deepseek-chat in thinking mode is the reasoner, with the reasoner's limit.
-        cap = self.max_output_tokens.get(REASONER if thinking and model in _LEGACY else model)
+        # Each model's documented cap, thinking or not: no public source says that the toggle
+        # gives deepseek-chat the reasoner's 64K, and 2026 reports still show [1, 8192] for it.
+        cap = self.max_output_tokens.get(model)
         if cap is not None and chat.max_tokens is not None and chat.max_tokens > cap:
             chat.max_tokens = cap
         toggle = None
