@@ -35,6 +35,8 @@ def code_env(home: Path, bin_dir: Path) -> dict[str, str]:
         env.pop(name)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(ROOT)
+    # Coverage's subprocess measurement (.ci/run) rides on its own variables.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("COVERAGE")})
     return env
 
 
