@@ -122,6 +122,19 @@ async def until_both_workers_serve(url: str, log: Path) -> int:
     return sent
 
 
+async def two_workers(
+    start_fake: StartFake, router_process: Any, tmp_path: Path
+) -> tuple[trio.Event, FakeServer, FakeServer, Any]:
+    """Providers ``old`` and ``new`` (both held by the gate), and ``trio-router start --workers
+    2`` on ``tmp_path/config.json`` routing to ``old``."""
+    gate = trio.Event()
+    old = await start_fake(provider("old", gate))
+    new = await start_fake(provider("new", gate))
+    write(tmp_path / "config.json", config(old, new))
+    router = await trio.to_thread.run_sync(lambda: router_process("--workers", "2"))
+    return gate, old, new, router
+
+
 async def total_requests(url: str) -> int:
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         count: int = (await client.get("/api/usage", headers=HEADERS)).json()["totalRequests"]
@@ -132,13 +145,8 @@ async def total_requests(url: str) -> int:
 async def test_a_new_config_reaches_every_worker_and_an_open_stream_finishes_on_the_old(
     trigger: str, start_fake: StartFake, router_process: Any, tmp_path: Path
 ) -> None:
-    gate = trio.Event()
-    old = await start_fake(provider("old", gate))
-    new = await start_fake(provider("new", gate))
-    path = tmp_path / "config.json"
-    write(path, config(old, new))
-    router = await trio.to_thread.run_sync(lambda: router_process("--workers", "2"))
-    log = tmp_path / "logs" / "trio-router.log"
+    gate, old, new, router = await two_workers(start_fake, router_process, tmp_path)
+    path, log = tmp_path / "config.json", tmp_path / "logs" / "trio-router.log"
     served = await until_both_workers_serve(router.url, log)
     assert await total_requests(router.url) == served
     sdk = anthropic.AsyncAnthropic(base_url=router.url, api_key=KEY, max_retries=0)
@@ -201,13 +209,8 @@ async def test_a_new_config_reaches_every_worker_and_an_open_stream_finishes_on_
 async def test_a_broken_file_is_logged_once_and_the_old_config_keeps_serving(
     start_fake: StartFake, router_process: Any, tmp_path: Path
 ) -> None:
-    gate = trio.Event()
-    old = await start_fake(provider("old", gate))
-    new = await start_fake(provider("new", gate))
-    path = tmp_path / "config.json"
-    write(path, config(old, new))
-    router = await trio.to_thread.run_sync(lambda: router_process("--workers", "2"))
-    log = tmp_path / "logs" / "trio-router.log"
+    _gate, old, new, router = await two_workers(start_fake, router_process, tmp_path)
+    path, log = tmp_path / "config.json", tmp_path / "logs" / "trio-router.log"
     await until_both_workers_serve(router.url, log)
     path.write_text(json.dumps(config(old, new, "new,m"))[:-20])  # a torn write
     await until_logged(log, "config not applied (file change): invalid JSON", workers=2)

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests import openai_wire as wire
-from tests.conftest import StartFake, StartRouter, provider_config
+from tests.conftest import RunningRouter, StartFake, StartRouter, provider_config
 from tests.fakeserver import Reply, Request
 from tests.test_client_keys import ADMIN, ADMIN_KEY, API_KEY, make_key
 
@@ -16,22 +16,33 @@ def answer(request: Request) -> Reply:
     return Reply.json(wire.completion(f"from {request.json()['model']}"))
 
 
-async def test_the_sdk_lists_every_configured_model_and_uses_one_it_listed(
-    start_router: StartRouter, start_fake: StartFake
-) -> None:
+async def models_router(
+    start_router: StartRouter,
+    start_fake: StartFake,
+    p_models: list[str],
+    rules: dict[str, str],
+) -> RunningRouter:
+    """A router with providers ``p`` (``p_models``) and ``q`` (``m3``) on one fake."""
     fake = await start_fake(answer)
-    router = await start_router(
+    return await start_router(
         {
             "LOG": False,
             "APIKEY": API_KEY,
             "ADMIN_KEY": ADMIN_KEY,
             "Providers": [
-                provider_config(fake, name="p", models=["m1", "vendor/m2"]),
+                provider_config(fake, name="p", models=p_models),
                 provider_config(fake, name="q", models=["m3"]),
             ],
-            "Router": {"default": "p,m1", "background": "q,m3", "think": "p,m1"},
+            "Router": rules,
         }
     )
+
+
+async def test_the_sdk_lists_every_configured_model_and_uses_one_it_listed(
+    start_router: StartRouter, start_fake: StartFake
+) -> None:
+    rules = {"default": "p,m1", "background": "q,m3", "think": "p,m1"}
+    router = await models_router(start_router, start_fake, ["m1", "vendor/m2"], rules)
     sdk = anthropic.AsyncAnthropic(base_url=router.url, api_key=API_KEY, max_retries=0)
     listed = [model async for model in sdk.models.list()]
     assert [m.id for m in listed] == ["p,m1", "p,vendor/m2", "q,m3"]
@@ -62,19 +73,7 @@ async def test_the_sdk_lists_every_configured_model_and_uses_one_it_listed(
 async def test_bad_pages_are_400s_and_a_client_key_sees_only_what_it_may_use(
     start_router: StartRouter, start_fake: StartFake
 ) -> None:
-    fake = await start_fake(answer)
-    router = await start_router(
-        {
-            "LOG": False,
-            "APIKEY": API_KEY,
-            "ADMIN_KEY": ADMIN_KEY,
-            "Providers": [
-                provider_config(fake, name="p", models=["m1", "m2"]),
-                provider_config(fake, name="q", models=["m3"]),
-            ],
-            "Router": {"default": "p,m1"},
-        }
-    )
+    router = await models_router(start_router, start_fake, ["m1", "m2"], {"default": "p,m1"})
     made = await make_key(router, name="narrow", routes=["p,m2", "q"])
     narrow = anthropic.AsyncAnthropic(base_url=router.url, api_key=made["key"], max_retries=0)
     assert [m.id async for m in narrow.models.list()] == ["p,m2", "q,m3"]
