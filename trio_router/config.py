@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import dotenv
 import msgspec
@@ -125,6 +125,15 @@ class CustomTransformer(Struct, frozen=True, forbid_unknown_fields=True):
     options: dict[str, Any] = {}
 
 
+class Price(Struct, frozen=True, forbid_unknown_fields=True):
+    """USD per million tokens; cache reads default to the input price."""
+
+    input: Annotated[float, msgspec.Meta(ge=0)]
+    output: Annotated[float, msgspec.Meta(ge=0)]
+    cache_read: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    cache_write: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
 class Config(Struct, frozen=True, forbid_unknown_fields=True):
     # The clients' key for /v1/*; also the admin key for /api/* when ADMIN_KEY is empty.
     APIKEY: str = ""
@@ -162,6 +171,19 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     # and how long it stays open before one request probes it (messages.py); 0 = no breaker.
     BREAKER_FAILURES: int = 5
     BREAKER_COOLDOWN_MS: int = 30_000
+    # Where usage, client keys and limits live (store/): "" or ``sqlite:///path`` is the embedded
+    # SQLite file of one host; ``postgresql://...`` is one database every node shares. The
+    # environment's STORE_URL overrides it. Fixed at start.
+    STORE_URL: str = ""
+    # SIGTERM: how long open streams may go on before they are ended with an SSE ``error``.
+    DRAIN_TIMEOUT_MS: int = 30_000
+    # The log file's lines: "text" (one readable line each) or "json" (JSON lines for shippers).
+    LOG_FORMAT: Literal["text", "json"] = "text"
+    # A key that opens only ``GET /metrics`` (Prometheus' scraper); the admin key opens it too.
+    METRICS_KEY: str = ""
+    # USD prices that override or add to the price library's, by ``"provider,model"`` or by a
+    # model name for every provider: {"my-model": {"input": 0.5, "output": 1.5}} per MTok.
+    prices: dict[str, Price] = {}
 
     def provider(self, name: str) -> Provider | None:
         for provider in self.Providers:

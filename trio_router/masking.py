@@ -20,11 +20,11 @@ from urllib.parse import parse_qsl, urlsplit
 from .config import Config, Provider
 
 # Config fields whose whole value is a secret.
-SECRET_FIELDS = frozenset({"APIKEY", "ADMIN_KEY", "api_key"})
+SECRET_FIELDS = frozenset({"APIKEY", "ADMIN_KEY", "METRICS_KEY", "api_key"})
 # Config fields whose value is a list of secrets, each masked and restored on its own.
 SECRET_LISTS = frozenset({"api_keys"})
 # Fields holding a URL whose password (or query key) is a secret: masked inside the URL.
-URL_FIELDS = frozenset({"api_base_url", "proxy", "PROXY_URL"})
+URL_FIELDS = frozenset({"api_base_url", "proxy", "PROXY_URL", "STORE_URL"})
 _SECRET_NAME = re.compile(r"key|token|secret|passw|auth|credential|signature|cookie", re.I)
 # Shorter strings are too likely to occur in ordinary text to be redacted from it.
 MIN_REDACTED = 4
@@ -91,7 +91,8 @@ def provider_secrets(provider: Provider) -> list[str]:
 
 def config_secrets(config: Config) -> list[str]:
     """Every secret value a loaded (interpolated) config holds."""
-    found = [config.APIKEY, config.ADMIN_KEY, *url_secrets(config.PROXY_URL)]
+    found = [config.APIKEY, config.ADMIN_KEY, config.METRICS_KEY, *url_secrets(config.PROXY_URL)]
+    found.extend(url_secrets(config.STORE_URL))
     for provider in config.Providers:
         found.extend(provider_secrets(provider))
     return found

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 import msgspec
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class ProviderUsage(msgspec.Struct, rename="camel"):
@@ -23,6 +24,9 @@ class ProviderUsage(msgspec.Struct, rename="camel"):
     output_tokens: int = 0
     cache_read_tokens: int = 0
     requests: int = 0
+    # USD over the priced requests; None (JSON null) when none was priced, never a made-up 0.
+    cost_usd: float | None = None
+    unpriced_requests: int = 0  # requests whose model has no price (not in cost_usd)
 
 
 class SessionUsage(msgspec.Struct, rename="camel"):
@@ -31,6 +35,7 @@ class SessionUsage(msgspec.Struct, rename="camel"):
     total_input_tokens: int = 0
     total_output_tokens: int = 0
     total_requests: int = 0
+    cost_usd: float | None = None  # over every provider; None when nothing was priced
 
 
 class KeyProviderUsage(msgspec.Struct, rename="camel"):
@@ -39,6 +44,8 @@ class KeyProviderUsage(msgspec.Struct, rename="camel"):
     cache_read_tokens: int = 0
     requests: int = 0
     errors: int = 0
+    cost_usd: float | None = None
+    unpriced_requests: int = 0
 
 
 class KeyUsage(msgspec.Struct, rename="camel"):
@@ -58,6 +65,7 @@ class KeyUsage(msgspec.Struct, rename="camel"):
     total_requests: int = 0
     total_errors: int = 0
     rate_limited: int = 0
+    cost_usd: float | None = None
 
 
 class KeyName(msgspec.Struct):
@@ -76,6 +84,7 @@ class UserUsage(msgspec.Struct, rename="camel"):
     total_requests: int = 0
     total_errors: int = 0
     rate_limited: int = 0
+    cost_usd: float | None = None
 
 
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -86,6 +95,7 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     concurrent: PositiveInt | None = None  # requests open at once
     budget_tokens: PositiveInt | None = None  # input + output tokens per budget_period
     budget_period: Literal["day", "month"] = "day"  # UTC calendar day or month
+    budget_usd: PositiveFloat | None = None  # USD per budget_period (priced requests only)
 
     @property
     def rated(self) -> bool:
@@ -94,7 +104,12 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
 
     @property
     def any(self) -> bool:
-        return self.rated or self.concurrent is not None or self.budget_tokens is not None
+        return (
+            self.rated
+            or self.concurrent is not None
+            or self.budget_tokens is not None
+            or self.budget_usd is not None
+        )
 
 
 class ClientKey(msgspec.Struct):
@@ -138,6 +153,36 @@ class RequestRecord(msgspec.Struct):
     rate_limited: bool = False
     lease: str | None = None  # the concurrency lease to release
     rated: bool = False  # the key has a tpm window to add the tokens to
+    model: str = ""  # the provider's model it was served by ("" before routing)
+    cost_usd: float | None = None  # None: not priced (an unknown model), never counted as 0
+    status: int = 200  # what the client got; 499 when it left first
+    error_message: str = ""  # redacted, one line: what the recent-errors view shows
+    ended_at: float = 0.0  # unix seconds; 0 = when the store records it
+
+
+class TimelineRow(msgspec.Struct, rename="camel"):
+    """One group's usage in one time bucket (the dashboard's charts)."""
+
+    start: float  # unix seconds, the bucket's start (UTC hour or day)
+    group: str  # the provider, model, key id or user, per ``by``
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class ErrorEntry(msgspec.Struct, rename="camel"):
+    """A request that ended in an error, for the recent-errors view."""
+
+    at: float
+    status: int
+    provider: str | None
+    model: str
+    key_id: str | None
+    session: str
+    message: str
 
 
 class Refusal(msgspec.Struct):
@@ -228,6 +273,28 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def heartbeat(self, leases: list[str], lease_ttl: float) -> None:
         """Renew the expiry of these leases (a worker's open requests)."""
+
+    # The dashboard's views.
+
+    @abc.abstractmethod
+    async def timeline(
+        self,
+        since: float,
+        until: float,
+        bucket: Literal["hour", "day"],
+        by: Literal["provider", "model", "key", "user"],
+        key_id: str | None = None,
+        user: str | None = None,
+    ) -> list[TimelineRow]:
+        """Usage per ``by`` group per UTC bucket in ``[since, until)``, oldest first; only
+        buckets with requests. ``key_id`` / ``user`` keep one key's or user's requests."""
+
+    @abc.abstractmethod
+    async def recent_errors(self, limit: int) -> list[ErrorEntry]:
+        """The newest ``limit`` errored requests, newest first (the store keeps at least 1000)."""
+
+    async def aclose(self) -> None:
+        """Write out whatever is pending and let go of connections (the worker is stopping)."""
 
 
 def open_store(directory: Path) -> Store:
