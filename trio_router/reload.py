@@ -7,6 +7,13 @@ and SIGHUP makes each worker read it at once (``trio-router start`` forwards the
 SIGHUP to every worker). A request takes ``state.runtime`` once at its start, so requests in
 flight finish on the config they started with and no open stream is touched.
 
+Across nodes (``STORE_URL=postgresql://...``), a config applied through the API is also shared
+through the store: the worker that applied it publishes the file's text (``$VAR``s unresolved,
+so that each node resolves its own environment), and every other worker, on every node, writes
+it to its own config file (with a backup, as a POST does) and applies it like a POST: within
+milliseconds of the NOTIFY (store/postgres.py). With SQLite nothing is shared this way: the
+workers of one host already share the file.
+
 The new config is built whole before the swap: anything that fails leaves the old one serving,
 logged. A reload never imports code: a custom transformer file or ``CUSTOM_ROUTER_PATH`` that
 this process did not load at start makes the whole reload wait for a restart, since applying
@@ -20,12 +27,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import trio
 
-from . import logs
+from . import config_store, logs
 from .cli import LOOPBACK, bind_host
 from .config import (
     RULES,
@@ -41,6 +50,7 @@ from .hooks import Transformer
 from .logs import logger
 from .masking import config_secrets
 from .state import Runtime, State, data_dir, upstream_settings
+from .store import SharedConfig
 from .tokens import encoding
 from .transformers import Loader, TransformerConfigError, Transformers, api_loader
 from .upstream import Settings
@@ -48,10 +58,11 @@ from .upstream import Settings
 POST = "POST /api/config"
 FILE_CHANGE = "file change"
 SIGHUP = "SIGHUP"
+SHARED = "config applied on another node"
 POLL_SECONDS = 0.25
 
 # Read once, when the server starts: a reload that changes them warns that it needs a restart.
-FIXED_AT_START = ("HOST", "PORT", "TRANSFORMERS_DIR")
+FIXED_AT_START = ("HOST", "PORT", "TRANSFORMERS_DIR", "LOG_FORMAT", "STORE_URL")
 # Settings whose value is shown in the log line of a reload; any other changed field is named
 # only, since its value may be a secret or hold one.
 _SHOWN = frozenset(
@@ -199,6 +210,9 @@ class Reloader:
         # editor's write in pieces is not.
         self.failing: Stat = None
         self.failed_once = False
+        # Who published a shared config: this worker's own ones are not applied twice.
+        self.origin = uuid.uuid4().hex
+        self.shared_version = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Watches the file (and SIGHUP, where there is one) until ``scope`` is cancelled."""
@@ -209,6 +223,12 @@ class Reloader:
                 if hasattr(signal, "SIGHUP") and main:
                     await nursery.start(self._signals)
                 nursery.start_soon(self._poll)
+                store = self.state.usage
+                if store.shares_config:
+                    # The configs shared since the store was opened (before this process
+                    # could listen); the file it loaded holds the ones before.
+                    self.shared_version = store.config_at_open
+                    nursery.start_soon(self._follow)
                 task_status.started()
 
     async def _signals(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -224,6 +244,77 @@ class Reloader:
             if stat != self.seen:
                 retry = not (self.failed_once and stat == self.failing)
                 await self.reload(FILE_CHANGE, stat, quiet=retry)
+
+    async def share(self, raw: dict[str, object]) -> str | None:
+        """Publish a config this worker just wrote and applied to every other node; a warning
+        when the store could not take it (the config serves here all the same)."""
+        store = self.state.usage
+        if not store.shares_config:
+            return None
+        # The very bytes config_store.write put in the file, so a node that has them skips them.
+        text = (msgspec.json.format(msgspec.json.encode(raw), indent=2) + b"\n").decode()
+        try:
+            await store.publish_config(text, self.origin)
+        except Exception as error:
+            logger.error("config not shared with the other nodes: %s", error)
+            return f"not shared with the other nodes: {type(error).__name__}"
+        return None
+
+    async def _follow(self) -> None:
+        """Apply each config another worker or node shares, for as long as the server runs."""
+        store = self.state.usage
+        while True:
+            try:
+                shared = await store.next_config(self.shared_version)
+            except Exception as error:  # the database is away: the node keeps its config
+                logger.warning("cannot read the shared config: %s", error)
+                await trio.sleep(POLL_SECONDS * 4)
+                continue
+            self.shared_version = shared.version
+            if shared.origin != self.origin:
+                await self._adopt(shared)
+
+    async def _adopt(self, shared: SharedConfig) -> None:
+        """Write a shared config to this node's file, checked as a POST is, then apply it."""
+        state, path = self.state, self.path
+        initial = state.initial
+        loader = api_loader(initial.transformers, path.parent, initial.config.TRANSFORMERS_DIR)
+
+        def check(config: Config) -> None:
+            Transformers(config, path.parent, loader)  # names only: no code is imported
+            problems = check_applied(config, initial.router.hook, path.parent)
+            if problems:
+                raise ConfigError(config_store.SOURCE, problems)
+
+        def write() -> None:
+            body = shared.body.encode()
+            try:
+                if path.read_bytes() == body:
+                    return  # another worker of this node wrote it already
+            except OSError:
+                pass
+            # The node that shared it decided about removed keys (allow_no_auth there).
+            config_store.write(
+                path,
+                body,
+                dict(os.environ),
+                state.runtime.loaded,
+                started=initial.loaded,
+                allow_no_auth=True,
+                check=check,
+            )
+
+        try:
+            await trio.to_thread.run_sync(write)
+        except (ConfigError, TransformerConfigError, OSError) as error:
+            logger.error(
+                "shared config %d not written to %s: %s; the previous config keeps serving",
+                shared.version,
+                path,
+                "; ".join(error.problems) if isinstance(error, ConfigError) else error,
+            )
+            return
+        await self.reload(SHARED)
 
     async def reload(self, trigger: str, stat: Stat = None, *, quiet: bool = False) -> Outcome:
         """Reads the file and applies it; a failure is logged unless ``quiet``, when the

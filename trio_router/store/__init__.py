@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+import trio
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -185,6 +186,14 @@ class ErrorEntry(msgspec.Struct, rename="camel"):
     message: str
 
 
+class SharedConfig(msgspec.Struct):
+    """A config applied on some node: the file's text as written (``$VAR``s unresolved)."""
+
+    version: int
+    body: str
+    origin: str  # the worker that applied it (Reloader.origin)
+
+
 class Refusal(msgspec.Struct):
     """Why a key may not start a request now, and when it may (``retry-after``)."""
 
@@ -293,12 +302,78 @@ class Store(abc.ABC):
     async def recent_errors(self, limit: int) -> list[ErrorEntry]:
         """The newest ``limit`` errored requests, newest first (the store keeps at least 1000)."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 -- a store that batches nothing has no work
         """Write out whatever is pending and let go of connections (the worker is stopping)."""
 
+    # The live config across nodes. One host needs none of it: its workers share the config
+    # file, which each one polls (reload.py).
 
-def open_store(directory: Path) -> Store:
-    """The store for a data directory: ``usage.sqlite3`` in it (the name it always had)."""
+    # The version of the newest shared config when the store was opened.
+    config_at_open = 0
+
+    @property
+    def shares_config(self) -> bool:
+        """Whether configs applied elsewhere arrive through :meth:`next_config`."""
+        return False
+
+    async def config_version(self) -> int:
+        """The version of the newest shared config (0: none yet)."""
+        return 0
+
+    async def publish_config(self, body: str, origin: str) -> int:
+        """Share a config just applied here with every node; its version."""
+        return 0
+
+    async def next_config(self, after: int) -> SharedConfig:
+        """Wait for a shared config newer than version ``after``."""
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+SQLITE_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _sqlite_file(directory: Path, url: str) -> Path:
+    """The SQLite file ``url`` names: "" is ``usage.sqlite3`` in the data directory (the name it
+    always had); ``sqlite:///name`` is relative to it and ``sqlite:////path`` absolute, as
+    SQLAlchemy reads such URLs. Raises ConfigError for a URL of no known kind."""
+    if not url:
+        return directory / "usage.sqlite3"
+    if url.startswith(SQLITE_PREFIX) and len(url) > len(SQLITE_PREFIX):
+        return directory / Path(url[len(SQLITE_PREFIX) :]).expanduser()
+    from ..config import ConfigError
+    from ..masking import mask_url
+
+    raise ConfigError(
+        "STORE_URL",
+        [
+            f"{mask_url(url)!r} is not a store URL: use sqlite:///usage.sqlite3 or"
+            " postgresql://user:password@host:5432/database"
+        ],
+    )
+
+
+def open_store(directory: Path, url: str = "") -> Store:
+    """The store ``STORE_URL`` names: SQLite (``""``, ``sqlite:///...``) or ``postgresql://...``,
+    a database every node shares. Raises ConfigError for a URL of another kind or a database
+    that cannot be reached (the password never shown)."""
+    if url.startswith(POSTGRES_SCHEMES):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
     from .sqlite import SQLiteStore
 
-    return SQLiteStore(directory / "usage.sqlite3")
+    return SQLiteStore(_sqlite_file(directory, url))
+
+
+def check_url(url: str) -> None:
+    """What ``trio-router start`` checks before it serves: the URL's form, and that a PostgreSQL
+    store can be reached and migrated; raises ConfigError. (A SQLite file is made by the
+    workers, in the data directory.)"""
+    if url.startswith(POSTGRES_SCHEMES):
+        from .postgres import PostgresStore
+
+        PostgresStore(url, pool_size=1)
+    else:
+        _sqlite_file(Path(), url)

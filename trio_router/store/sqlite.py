@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import trio
 
 from . import (
     ClientKey,
+    ErrorEntry,
     KeyChanges,
     KeyName,
     KeyProviderUsage,
@@ -38,6 +39,7 @@ from . import (
     RequestRecord,
     SessionUsage,
     Store,
+    TimelineRow,
     UserUsage,
 )
 
@@ -45,33 +47,63 @@ T = TypeVar("T")
 Row = tuple[Any, ...]
 WINDOW = 60.0  # seconds: the "per minute" of rpm and tpm
 
-_ADD_SESSION = """
-INSERT INTO usage (session, provider, input_tokens, output_tokens, cache_read_tokens, requests)
-VALUES (?, ?, ?, ?, ?, 1)
+# A sum of costs stays NULL until a priced request adds to it: unpriced is not free.
+_ADD_COST = (
+    "cost_usd = CASE WHEN excluded.cost_usd IS NULL THEN cost_usd"
+    " ELSE COALESCE(cost_usd, 0) + excluded.cost_usd END"
+)
+
+_ADD_SESSION = f"""
+INSERT INTO usage (session, provider, input_tokens, output_tokens, cache_read_tokens, requests,
+    cost_usd, unpriced_requests)
+VALUES (?, ?, ?, ?, ?, 1, ?, ?)
 ON CONFLICT (session, provider) DO UPDATE SET
     input_tokens = input_tokens + excluded.input_tokens,
     output_tokens = output_tokens + excluded.output_tokens,
     cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
-    requests = requests + 1
+    requests = requests + 1,
+    {_ADD_COST},
+    unpriced_requests = unpriced_requests + excluded.unpriced_requests
 """
 
-_ADD_KEY = """
+_ADD_KEY = f"""
 INSERT INTO key_usage (key_id, provider, user_name, input_tokens, output_tokens,
-    cache_read_tokens, requests, errors, rate_limited)
-VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
+    cache_read_tokens, requests, errors, rate_limited, cost_usd, unpriced_requests)
+VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
 ON CONFLICT (key_id, provider) DO UPDATE SET
     input_tokens = input_tokens + excluded.input_tokens,
     output_tokens = output_tokens + excluded.output_tokens,
     cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
     requests = requests + 1,
     errors = errors + excluded.errors,
-    rate_limited = rate_limited + excluded.rate_limited
+    rate_limited = rate_limited + excluded.rate_limited,
+    {_ADD_COST},
+    unpriced_requests = unpriced_requests + excluded.unpriced_requests
 """
 
 _ADD_DAILY = """
-INSERT INTO key_tokens_daily (key_id, day, tokens) VALUES (?, ?, ?)
-ON CONFLICT (key_id, day) DO UPDATE SET tokens = tokens + excluded.tokens
+INSERT INTO key_tokens_daily (key_id, day, tokens, cost_usd) VALUES (?, ?, ?, ?)
+ON CONFLICT (key_id, day) DO UPDATE SET
+    tokens = tokens + excluded.tokens,
+    cost_usd = cost_usd + excluded.cost_usd
 """
+
+_ADD_HOURLY = f"""
+INSERT INTO usage_hourly (hour, provider, model, key_id, user_name, requests, errors,
+    input_tokens, output_tokens, cache_read_tokens, cost_usd)
+VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
+ON CONFLICT (hour, provider, model, key_id, user_name) DO UPDATE SET
+    requests = requests + 1,
+    errors = errors + excluded.errors,
+    input_tokens = input_tokens + excluded.input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens,
+    cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+    {_ADD_COST}
+"""
+
+ERRORS_KEPT = 1000  # recent_errors' rows; older ones are deleted as new ones come
+_TIMELINE_GROUPS = {"provider": "provider", "model": "model", "key": "key_id", "user": "user_name"}
+_BUCKET_SECONDS = {"hour": 3600, "day": 86400}
 
 _KEY_COLUMNS = (
     "id, name, user_name, prefix, secret_hash, limits, routes, models, expires_at, disabled,"
@@ -238,21 +270,57 @@ class SQLiteStore(Store):
     # Usage per session and provider.
 
     async def record(self, entry: RequestRecord) -> None:
-        session_row = (
-            entry.session,
-            entry.provider,
-            entry.input_tokens,
-            entry.output_tokens,
-            entry.cache_read,
-        )
-        if entry.key_id is None and entry.lease is None:
-            if entry.provider is not None:  # APIKEY's requests: one upsert, as before keys
-                await self._query(_ADD_SESSION, session_row)
-            return
+        # An unpriced request (no cost) counts in unpricedRequests where it was routed.
+        unpriced = int(entry.cost_usd is None and entry.provider is not None)
 
         def body(conn: sqlite3.Connection, now: float) -> None:
+            at = entry.ended_at or now
             if entry.provider is not None:
-                conn.execute(_ADD_SESSION, session_row)
+                conn.execute(
+                    _ADD_SESSION,
+                    (
+                        entry.session,
+                        entry.provider,
+                        entry.input_tokens,
+                        entry.output_tokens,
+                        entry.cache_read,
+                        entry.cost_usd,
+                        unpriced,
+                    ),
+                )
+            conn.execute(
+                _ADD_HOURLY,
+                (
+                    int(at // 3600) * 3600,
+                    entry.provider or "",
+                    entry.model,
+                    entry.key_id or "",
+                    entry.user,
+                    int(entry.error),
+                    entry.input_tokens,
+                    entry.output_tokens,
+                    entry.cache_read,
+                    entry.cost_usd,
+                ),
+            )
+            if entry.error:
+                cursor = conn.execute(
+                    "INSERT INTO request_errors (at, status, provider, model, key_id, session,"
+                    " message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        at,
+                        entry.status,
+                        entry.provider,
+                        entry.model,
+                        entry.key_id,
+                        entry.session,
+                        entry.error_message,
+                    ),
+                )
+                conn.execute(
+                    "DELETE FROM request_errors WHERE id <= ?",
+                    ((cursor.lastrowid or 0) - ERRORS_KEPT,),
+                )
             if entry.key_id is not None:
                 conn.execute(
                     _ADD_KEY,
@@ -265,16 +333,18 @@ class SQLiteStore(Store):
                         entry.cache_read,
                         int(entry.error),
                         int(entry.rate_limited),
+                        entry.cost_usd,
+                        unpriced,
                     ),
                 )
                 tokens = entry.input_tokens + entry.output_tokens
-                if tokens:
-                    conn.execute(_ADD_DAILY, (entry.key_id, _day(now), tokens))
-                    if entry.rated:
-                        conn.execute(
-                            "INSERT INTO rate_events (key_id, at, tokens) VALUES (?, ?, ?)",
-                            (entry.key_id, now, tokens),
-                        )
+                if tokens or entry.cost_usd:
+                    conn.execute(_ADD_DAILY, (entry.key_id, _day(now), tokens, entry.cost_usd or 0))
+                if tokens and entry.rated:
+                    conn.execute(
+                        "INSERT INTO rate_events (key_id, at, tokens) VALUES (?, ?, ?)",
+                        (entry.key_id, now, tokens),
+                    )
             if entry.lease is not None:
                 conn.execute("DELETE FROM leases WHERE id = ?", (entry.lease,))
 
@@ -282,16 +352,16 @@ class SQLiteStore(Store):
 
     async def session(self, session: str) -> SessionUsage | None:
         rows = await self._query(
-            "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests"
-            " FROM usage WHERE session = ? ORDER BY provider",
+            "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests, cost_usd,"
+            " unpriced_requests FROM usage WHERE session = ? ORDER BY provider",
             (session,),
         )
         return _session(session, rows) if rows else None
 
     async def sessions(self) -> list[SessionUsage]:
         rows = await self._query(
-            "SELECT session, provider, input_tokens, output_tokens, cache_read_tokens, requests"
-            " FROM usage ORDER BY session, provider"
+            "SELECT session, provider, input_tokens, output_tokens, cache_read_tokens, requests,"
+            " cost_usd, unpriced_requests FROM usage ORDER BY session, provider"
         )
         grouped: dict[str, list[Row]] = {}
         for row in rows:
@@ -301,15 +371,17 @@ class SQLiteStore(Store):
     async def totals(self) -> dict[str, object]:
         rows = await self._query(
             "SELECT provider, SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),"
-            " SUM(requests), COUNT(*) FROM usage GROUP BY provider ORDER BY provider"
+            " SUM(requests), SUM(cost_usd), SUM(unpriced_requests) FROM usage"
+            " GROUP BY provider ORDER BY provider"
         )
         sessions = await self._query("SELECT COUNT(DISTINCT session) FROM usage")
-        total = _session("total", [row[:5] for row in rows])
+        total = _session("total", rows)
         return {
             "providers": msgspec.to_builtins(total.providers),
             "totalInputTokens": total.total_input_tokens,
             "totalOutputTokens": total.total_output_tokens,
             "totalRequests": total.total_requests,
+            "costUsd": total.cost_usd,
             "sessions": sessions[0][0],
         }
 
@@ -325,11 +397,12 @@ class SQLiteStore(Store):
             return None
         rows = await self._query(
             "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests, errors,"
-            " rate_limited FROM key_usage WHERE key_id = ? ORDER BY provider",
+            " rate_limited, cost_usd, unpriced_requests FROM key_usage WHERE key_id = ?"
+            " ORDER BY provider",
             (key_id,),
         )
-        providers, totals = _key_rows(rows)
-        return KeyUsage(key_id, keys[0][0], keys[0][1], providers, *totals)
+        providers, totals, cost = _key_rows(rows)
+        return KeyUsage(key_id, keys[0][0], keys[0][1], providers, *totals, cost_usd=cost)
 
     async def user_usage(self, user: str) -> UserUsage | None:
         keys = await self._query(
@@ -337,14 +410,16 @@ class SQLiteStore(Store):
         )
         rows = await self._query(
             "SELECT provider, SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),"
-            " SUM(requests), SUM(errors), SUM(rate_limited) FROM key_usage"
+            " SUM(requests), SUM(errors), SUM(rate_limited), SUM(cost_usd),"
+            " SUM(unpriced_requests) FROM key_usage"
             " WHERE user_name = ? GROUP BY provider ORDER BY provider",
             (user,),
         )
         if not keys and not rows:
             return None
-        providers, totals = _key_rows(rows)
-        return UserUsage(user, [KeyName(k[0], k[1]) for k in keys], providers, *totals)
+        providers, totals, cost = _key_rows(rows)
+        names = [KeyName(k[0], k[1]) for k in keys]
+        return UserUsage(user, names, providers, *totals, cost_usd=cost)
 
     # Client keys.
 
@@ -475,6 +550,15 @@ class SQLiteStore(Store):
                 ).fetchone()[0]
                 if used >= limits.budget_tokens:
                     return Refusal("budget_tokens", _seconds(ends, now))
+            if limits.budget_usd is not None:
+                first_day, ends = _budget_period(now, limits.budget_period)
+                spent_usd = conn.execute(
+                    "SELECT COALESCE(SUM(cost_usd), 0) FROM key_tokens_daily"
+                    " WHERE key_id = ? AND day >= ?",
+                    (key.id, first_day),
+                ).fetchone()[0]
+                if spent_usd >= limits.budget_usd:
+                    return Refusal("budget_usd", _seconds(ends, now))
             if limits.concurrent is not None and lease is not None:
                 conn.execute("DELETE FROM leases WHERE expires_at < ?", (now,))
                 open_now = conn.execute(
@@ -549,17 +633,69 @@ class SQLiteStore(Store):
 
         await self._transaction(body)
 
-    # TEMPORARY (the cost/metrics helper replaces these with the real queries).
-    async def timeline(self, since: float, until: float, bucket: Any, by: Any, key_id: str | None = None, user: str | None = None) -> list[Any]:  # noqa: E501
-        return []
+    # The dashboard's views.
 
-    async def recent_errors(self, limit: int) -> list[Any]:
-        return []
+    async def timeline(
+        self,
+        since: float,
+        until: float,
+        bucket: Literal["hour", "day"],
+        by: Literal["provider", "model", "key", "user"],
+        key_id: str | None = None,
+        user: str | None = None,
+    ) -> list[TimelineRow]:
+        # Both come from fixed tables above, never from the caller's text.
+        group, size = _TIMELINE_GROUPS[by], _BUCKET_SECONDS[bucket]
+        where = "hour >= ? AND hour < ?"
+        params: list[float | str] = [since, until]
+        if key_id is not None:
+            where += " AND key_id = ?"
+            params.append(key_id)
+        if user is not None:
+            where += " AND user_name = ?"
+            params.append(user)
+        rows = await self._query(
+            f"SELECT (hour / {size}) * {size} AS start, {group}, SUM(requests), SUM(errors),"
+            " SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cost_usd)"
+            f" FROM usage_hourly WHERE {where} GROUP BY start, {group} ORDER BY start, {group}",
+            tuple(params),
+        )
+        return [
+            TimelineRow(
+                float(row[0]),
+                row[1],
+                int(row[2]),
+                int(row[3]),
+                int(row[4]),
+                int(row[5]),
+                int(row[6]),
+                row[7],
+            )
+            for row in rows
+        ]
+
+    async def recent_errors(self, limit: int) -> list[ErrorEntry]:
+        rows = await self._query(
+            "SELECT at, status, provider, model, key_id, session, message FROM request_errors"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [ErrorEntry(*row) for row in rows]
+
+
+def _cost(costs: list[float | None]) -> float | None:
+    """The sum of the priced ones; None when none was priced."""
+    priced = [cost for cost in costs if cost is not None]
+    return sum(priced) if priced else None
 
 
 def _session(session: str, rows: list[Row]) -> SessionUsage:
+    """Rows of (provider, input, output, cache read, requests, cost, unpriced)."""
     providers = {
-        row[0]: ProviderUsage(int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in rows
+        row[0]: ProviderUsage(
+            int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5], int(row[6])
+        )
+        for row in rows
     }
     return SessionUsage(
         session_id=session,
@@ -567,14 +703,26 @@ def _session(session: str, rows: list[Row]) -> SessionUsage:
         total_input_tokens=sum(p.input_tokens for p in providers.values()),
         total_output_tokens=sum(p.output_tokens for p in providers.values()),
         total_requests=sum(p.requests for p in providers.values()),
+        cost_usd=_cost([p.cost_usd for p in providers.values()]),
     )
 
 
-def _key_rows(rows: list[Row]) -> tuple[dict[str, KeyProviderUsage], tuple[int, ...]]:
-    """Per-provider usage (routed requests only) and the totals over every row:
-    input, output, requests, errors, rate-limited."""
+def _key_rows(
+    rows: list[Row],
+) -> tuple[dict[str, KeyProviderUsage], tuple[int, int, int, int, int], float | None]:
+    """Per-provider usage (routed requests only), the totals over every row (input, output,
+    requests, errors, rate-limited) and the cost. Rows of (provider, input, output, cache read,
+    requests, errors, rate-limited, cost, unpriced)."""
     providers = {
-        row[0]: KeyProviderUsage(*(int(v) for v in row[1:6])) for row in rows if row[0] != ""
+        row[0]: KeyProviderUsage(
+            int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), row[7], int(row[8])
+        )
+        for row in rows
+        if row[0] != ""
     }
-    totals = tuple(sum(int(row[i]) for row in rows) for i in (1, 2, 4, 5, 6))
-    return providers, totals
+
+    def total(i: int) -> int:
+        return sum(int(row[i]) for row in rows)
+
+    totals = (total(1), total(2), total(4), total(5), total(6))
+    return providers, totals, _cost([row[7] for row in rows])

@@ -1,0 +1,903 @@
+"""The store in one PostgreSQL database, shared by every worker of every node.
+
+psycopg 3's blocking connections run in worker threads (``trio.to_thread.run_sync`` through a
+limiter of ``POOL_SIZE``, each thread borrowing one pooled connection): psycopg's async API is
+asyncio's, and trio-asyncio is not worth carrying for a driver whose calls are short. A started
+call always finishes (the thread is never abandoned), so no write is lost to a cancel.
+
+Writes of finished requests are group-committed: a ``record()`` that arrives while a commit is in
+flight joins the next one, so under load one transaction carries many requests and a node makes
+about one commit per round trip instead of one per request. ``record()`` still returns only once
+its row is committed (a client reading its own usage next sees it), and a caller cancelled while
+it waits is shielded until then.
+
+Every limit is one transaction that first takes a transaction-scoped advisory lock: the key's
+for ``admit`` (rpm, tpm, budgets, concurrent), the provider's for ``take_slot``. Those stand for
+SQLite's ``BEGIN IMMEDIATE`` (sqlite.py), with the same reads and writes, so the check and the
+count of a limit never interleave with another node's. Time comes from the database's clock in
+every such transaction, so nodes whose clocks drift still agree on one window.
+
+The live config: ``POST /api/config`` on one node stores the file's text in ``live_config`` and
+NOTIFYs; the other nodes LISTEN (delivery within milliseconds) and re-read the row at least every
+``CONFIG_POLL`` seconds, which covers a notification lost while a connection was re-made.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from importlib import resources
+from typing import Any, Literal, TypeVar
+
+import msgspec
+import psycopg
+import trio
+
+from ..config import ConfigError
+from ..masking import url_secrets
+from . import (
+    ClientKey,
+    ErrorEntry,
+    KeyChanges,
+    KeyName,
+    KeyProviderUsage,
+    KeyUsage,
+    Limits,
+    ProviderUsage,
+    Refusal,
+    RequestRecord,
+    SessionUsage,
+    SharedConfig,
+    Store,
+    TimelineRow,
+    UserUsage,
+)
+from .sqlite import WAITER_TTL, WINDOW, _budget_period, _day, _seconds
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+Cursor = psycopg.Cursor[Row]
+
+POOL_SIZE = 8  # connections (and threads) per worker process
+CONNECT_TIMEOUT = 5  # seconds, libpq's connect_timeout
+CONFIG_CHANNEL = "trio_router_config"
+CONFIG_POLL = 1.0  # seconds between re-reads of live_config while no NOTIFY comes
+
+# pg_advisory_xact_lock's two-int form: (namespace, hashtext(name)).
+_MIGRATE_LOCK = 0x7472696F  # "trio": one migrator at a time
+_KEY_LOCK = 1
+_PROVIDER_LOCK = 2
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+
+# A cost sum stays NULL until a priced request adds to it.
+_ADD_COST = (
+    "cost_usd = CASE WHEN excluded.cost_usd IS NULL THEN {t}.cost_usd"
+    " ELSE COALESCE({t}.cost_usd, 0) + excluded.cost_usd END"
+)
+
+_ADD_SESSION = f"""
+INSERT INTO usage AS u (session, provider, input_tokens, output_tokens, cache_read_tokens,
+    requests, cost_usd, unpriced_requests)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (session, provider) DO UPDATE SET
+    input_tokens = u.input_tokens + excluded.input_tokens,
+    output_tokens = u.output_tokens + excluded.output_tokens,
+    cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens,
+    requests = u.requests + excluded.requests,
+    {_ADD_COST.format(t="u")},
+    unpriced_requests = u.unpriced_requests + excluded.unpriced_requests
+"""
+
+_ADD_KEY = f"""
+INSERT INTO key_usage AS k (key_id, provider, user_name, input_tokens, output_tokens,
+    cache_read_tokens, requests, errors, rate_limited, cost_usd, unpriced_requests)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (key_id, provider) DO UPDATE SET
+    input_tokens = k.input_tokens + excluded.input_tokens,
+    output_tokens = k.output_tokens + excluded.output_tokens,
+    cache_read_tokens = k.cache_read_tokens + excluded.cache_read_tokens,
+    requests = k.requests + excluded.requests,
+    errors = k.errors + excluded.errors,
+    rate_limited = k.rate_limited + excluded.rate_limited,
+    {_ADD_COST.format(t="k")},
+    unpriced_requests = k.unpriced_requests + excluded.unpriced_requests
+"""
+
+_ADD_DAILY = """
+INSERT INTO key_daily AS d (key_id, day, tokens, cost_usd) VALUES (%s, %s, %s, %s)
+ON CONFLICT (key_id, day) DO UPDATE SET
+    tokens = d.tokens + excluded.tokens, cost_usd = d.cost_usd + excluded.cost_usd
+"""
+
+_ADD_HOURLY = f"""
+INSERT INTO usage_hourly AS h (hour, provider, model, key_id, user_name, requests, errors,
+    input_tokens, output_tokens, cache_read_tokens, cost_usd)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (hour, provider, model, key_id, user_name) DO UPDATE SET
+    requests = h.requests + excluded.requests,
+    errors = h.errors + excluded.errors,
+    input_tokens = h.input_tokens + excluded.input_tokens,
+    output_tokens = h.output_tokens + excluded.output_tokens,
+    cache_read_tokens = h.cache_read_tokens + excluded.cache_read_tokens,
+    {_ADD_COST.format(t="h")}
+"""
+
+_ADD_ERROR = """
+INSERT INTO request_errors (at, status, provider, model, key_id, session, message)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+"""
+
+KEPT_ERRORS = 1000
+_PRUNE_ERRORS = f"""
+DELETE FROM request_errors WHERE id <= (
+    SELECT id FROM request_errors ORDER BY id DESC OFFSET {KEPT_ERRORS} LIMIT 1)
+"""
+
+_KEY_COLUMNS = (
+    "id, name, user_name, prefix, secret_hash, limits, routes, models, expires_at, disabled,"
+    " created_at"
+)
+
+# The waiters ahead of one request in a provider's queue (sqlite.py's _AHEAD).
+_AHEAD = """
+WITH held AS (SELECT key_id, COUNT(*) AS n FROM leases WHERE provider = %s GROUP BY key_id)
+SELECT COUNT(*) FROM slot_waiters w LEFT JOIN held h ON h.key_id = w.key_id
+WHERE w.provider = %s AND w.id != %s
+  AND (COALESCE(h.n, 0) < %s OR (COALESCE(h.n, 0) = %s AND w.since < %s))
+"""
+
+_GROUP_COLUMNS = {"provider": "provider", "model": "model", "key": "key_id", "user": "user_name"}
+_BUCKET_SECONDS = {"hour": 3600, "day": 86400}
+
+
+def migrations() -> Iterator[tuple[int, str]]:
+    """``migrations/postgresql/NNNN_name.sql`` in order: (NNNN, its SQL)."""
+    folder = resources.files(__package__).joinpath("migrations", "postgresql")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql"):
+            yield int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")
+
+
+def migrate(conn: psycopg.Connection[Row]) -> int:
+    """Bring the database to the newest schema, each step once, in one transaction. Nodes
+    starting together queue on an advisory lock: one migrates, the others find nothing to do.
+    Returns the version the database is at."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = (row[0] if row else None) or 0
+        known = 0
+        for version, script in migrations():
+            known = version
+            if version > current:
+                conn.execute(script.encode())  # no parameters: several statements at once
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+        if not known:
+            raise RuntimeError("the store's migrations are missing from the installed package")
+        if current > known:
+            raise RuntimeError(
+                f"the PostgreSQL store has schema version {current}, newer than this"
+                f" trio-router knows ({known}): upgrade trio-router"
+            )
+    return max(current, known)
+
+
+def _redacted(text: str, url: str) -> str:
+    for secret in url_secrets(url):
+        text = text.replace(secret, "****")
+    return text
+
+
+def _client_key(row: Row) -> ClientKey:
+    return ClientKey(
+        id=row[0],
+        name=row[1],
+        user=row[2],
+        prefix=row[3],
+        secret_hash=row[4],
+        limits=msgspec.json.decode(row[5], type=Limits),
+        routes=msgspec.json.decode(row[6], type=list[str]) if row[6] is not None else None,
+        models=msgspec.json.decode(row[7], type=list[str]) if row[7] is not None else None,
+        expires_at=row[8],
+        disabled=bool(row[9]),
+        created_at=row[10],
+    )
+
+
+def _json_or_null(value: list[str] | None) -> str | None:
+    return None if value is None else msgspec.json.encode(value).decode()
+
+
+def _cost_sum(costs: Iterator[float | None]) -> float | None:
+    """Sum of the priced ones; None when none was priced."""
+    priced = [cost for cost in costs if cost is not None]
+    return math.fsum(priced) if priced else None
+
+
+class _Totals:
+    """One group's sums within a batch of records (what one upsert adds)."""
+
+    __slots__ = ("cost", "values")
+
+    def __init__(self, size: int) -> None:
+        self.values = [0] * size
+        self.cost: float | None = None
+
+    def add(self, values: tuple[int, ...], cost: float | None) -> None:
+        for i, value in enumerate(values):
+            self.values[i] += value
+        if cost is not None:
+            self.cost = (self.cost or 0.0) + cost
+
+
+class _Batch:
+    """Records committed together; ``done`` is set when their transaction ended."""
+
+    def __init__(self) -> None:
+        self.entries: list[RequestRecord] = []
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
+        """Connects, and migrates the schema; raises ConfigError when the database cannot be
+        reached or the URL is not one (the message never holds the password)."""
+        self._url = url
+        self._idle: queue.LifoQueue[psycopg.Connection[Row]] = queue.LifoQueue()
+        self._limiter = trio.CapacityLimiter(pool_size)
+        self._open = _Batch()
+        self._committing: trio.Event | None = None  # set when the commit in flight ends
+        self._listener: psycopg.Connection[Row] | None = None
+        self._listening = threading.Lock()
+        try:
+            conn = self._connect()
+        except (psycopg.Error, ValueError) as error:
+            raise ConfigError(
+                "STORE_URL",
+                [f"cannot open the PostgreSQL store: {_redacted(str(error).strip(), url)}"],
+            ) from None
+        try:
+            migrate(conn)
+            row = conn.execute("SELECT version FROM live_config").fetchone()
+            self.config_at_open = int(row[0]) if row else 0
+        finally:
+            conn.close()
+
+    def _connect(self) -> psycopg.Connection[Row]:
+        return psycopg.connect(
+            self._url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name="trio-router",
+        )
+
+    def _run(self, body: Callable[[psycopg.Connection[Row]], T]) -> T:
+        """``body`` on a pooled connection; once more on a new one when the pooled one turns out
+        to be dead (the server restarted, an idle connection was cut)."""
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            result = body(conn)
+        except psycopg.OperationalError:
+            conn.close()
+            if not conn.broken:
+                raise
+            conn = self._connect()
+            try:
+                result = body(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        self._idle.put(conn)
+        return result
+
+    async def _call(self, body: Callable[[psycopg.Connection[Row]], T]) -> T:
+        return await trio.to_thread.run_sync(self._run, body, limiter=self._limiter)
+
+    async def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        """One statement, in autocommit mode."""
+
+        def body(conn: psycopg.Connection[Row]) -> list[Row]:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
+
+        return await self._call(body)
+
+    async def _transaction(
+        self, lock: tuple[int, str] | None, body: Callable[[Cursor, float], T]
+    ) -> T:
+        """``body(cursor, now)`` in one transaction, after taking ``lock`` (an advisory lock's
+        namespace and name); ``now`` is the database's clock once the lock is held."""
+
+        def run(conn: psycopg.Connection[Row]) -> T:
+            with conn.transaction():
+                cur = conn.cursor()
+                if lock is None:
+                    row = cur.execute(f"SELECT {_NOW}").fetchone()
+                else:
+                    # A limit's counts need no WAL flush before the answer: a database crash
+                    # loses at most the last moment's window rows, never usage (record()).
+                    cur.execute("SET LOCAL synchronous_commit TO OFF")
+                    row = cur.execute(
+                        f"SELECT pg_advisory_xact_lock(%s, hashtext(%s)), {_NOW}", lock
+                    ).fetchone()
+                assert row is not None
+                return body(cur, float(row[-1]))
+
+        return await self._call(run)
+
+    # Usage per session and provider.
+
+    async def record(self, entry: RequestRecord) -> None:
+        batch = self._open
+        batch.entries.append(entry)
+        # Once handed in, a record is committed even if its caller is cancelled meanwhile.
+        with trio.CancelScope(shield=True):
+            while not batch.done.is_set():
+                await self._flush_step()
+        if batch.error is not None:
+            raise batch.error
+
+    async def _flush_step(self) -> None:
+        """Wait for the commit in flight to end, or else commit every record handed in."""
+        if self._committing is not None:
+            await self._committing.wait()
+            return
+        committing = self._committing = trio.Event()
+        taken, self._open = self._open, _Batch()
+        try:
+            await self._call(partial(self._commit, entries=taken.entries))
+        except Exception as error:
+            taken.error = error
+        finally:
+            self._committing = None
+            taken.done.set()
+            committing.set()
+
+    def _commit(self, conn: psycopg.Connection[Row], entries: list[RequestRecord]) -> None:
+        """Every record of a batch in one transaction, each group's sums in one upsert. Rows
+        are written in key order so that two nodes' batches never deadlock on each other."""
+        sessions: dict[tuple[str, str], _Totals] = {}
+        keys: dict[tuple[str, str, str], _Totals] = {}
+        daily: dict[tuple[str, str], _Totals] = {}
+        hourly: dict[tuple[float, str, str, str, str], _Totals] = {}
+        rated: list[tuple[str, int]] = []
+        leases: list[str] = []
+        errors: list[RequestRecord] = []
+        with conn.transaction():
+            cur = conn.cursor()
+            row = cur.execute(f"SELECT {_NOW}").fetchone()
+            assert row is not None
+            now = float(row[0])
+            for entry in entries:
+                tokens = (entry.input_tokens, entry.output_tokens, entry.cache_read)
+                # Unpriced where it was routed (sqlite.py counts the same).
+                unpriced = int(entry.cost_usd is None and entry.provider is not None)
+                at = entry.ended_at or now
+                if entry.provider is not None:
+                    sessions.setdefault((entry.session, entry.provider), _Totals(5)).add(
+                        (*tokens, 1, unpriced), entry.cost_usd
+                    )
+                group = (math.floor(at / 3600) * 3600.0, entry.provider or "", entry.model)
+                hourly.setdefault((*group, entry.key_id or "", entry.user), _Totals(5)).add(
+                    (1, int(entry.error), *tokens), entry.cost_usd
+                )
+                if entry.key_id is not None:
+                    keys.setdefault(
+                        (entry.key_id, entry.provider or "", entry.user), _Totals(7)
+                    ).add(
+                        (*tokens, 1, int(entry.error), int(entry.rate_limited), unpriced),
+                        entry.cost_usd,
+                    )
+                    spent = entry.input_tokens + entry.output_tokens
+                    if spent or entry.cost_usd:
+                        daily.setdefault((entry.key_id, _day(now)), _Totals(1)).add(
+                            (spent,), entry.cost_usd
+                        )
+                    if spent and entry.rated:
+                        rated.append((entry.key_id, spent))
+                if entry.lease is not None:
+                    leases.append(entry.lease)
+                if entry.error:
+                    errors.append(entry)
+            if sessions:
+                cur.executemany(
+                    _ADD_SESSION,
+                    [(*k, *t.values[:4], t.cost, t.values[4]) for k, t in sorted(sessions.items())],
+                )
+            if keys:
+                cur.executemany(
+                    _ADD_KEY,
+                    [(*k, *t.values[:6], t.cost, t.values[6]) for k, t in sorted(keys.items())],
+                )
+            if daily:
+                cur.executemany(
+                    _ADD_DAILY,
+                    [(*k, t.values[0], t.cost or 0.0) for k, t in sorted(daily.items())],
+                )
+            if hourly:
+                cur.executemany(
+                    _ADD_HOURLY, [(*k, *t.values, t.cost) for k, t in sorted(hourly.items())]
+                )
+            if rated:
+                cur.executemany(
+                    "INSERT INTO rate_events (key_id, at, tokens) VALUES (%s, %s, %s)",
+                    [(key_id, now, spent) for key_id, spent in rated],
+                )
+            if leases:
+                cur.execute("DELETE FROM leases WHERE id = ANY(%s)", (sorted(leases),))
+            if errors:
+                cur.executemany(
+                    _ADD_ERROR,
+                    [
+                        (
+                            e.ended_at or now,
+                            e.status,
+                            e.provider,
+                            e.model,
+                            e.key_id,
+                            e.session,
+                            e.error_message,
+                        )
+                        for e in errors
+                    ],
+                )
+                cur.execute(_PRUNE_ERRORS)
+
+    async def session(self, session: str) -> SessionUsage | None:
+        rows = await self._query(
+            "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests,"
+            " cost_usd, unpriced_requests FROM usage WHERE session = %s ORDER BY provider",
+            (session,),
+        )
+        return _session(session, rows) if rows else None
+
+    async def sessions(self) -> list[SessionUsage]:
+        rows = await self._query(
+            "SELECT session, provider, input_tokens, output_tokens, cache_read_tokens, requests,"
+            " cost_usd, unpriced_requests FROM usage ORDER BY session, provider"
+        )
+        grouped: dict[str, list[Row]] = {}
+        for row in rows:
+            grouped.setdefault(row[0], []).append(row[1:])
+        return [_session(name, session_rows) for name, session_rows in grouped.items()]
+
+    async def totals(self) -> dict[str, object]:
+        rows = await self._query(
+            "SELECT provider, SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),"
+            " SUM(requests), SUM(cost_usd), SUM(unpriced_requests) FROM usage"
+            " GROUP BY provider ORDER BY provider"
+        )
+        sessions = await self._query("SELECT COUNT(DISTINCT session) FROM usage")
+        total = _session("total", rows)
+        return {
+            "providers": msgspec.to_builtins(total.providers),
+            "totalInputTokens": total.total_input_tokens,
+            "totalOutputTokens": total.total_output_tokens,
+            "totalRequests": total.total_requests,
+            "costUsd": total.cost_usd,
+            "sessions": sessions[0][0],
+        }
+
+    async def delete(self, session: str) -> bool:
+        rows = await self._query("DELETE FROM usage WHERE session = %s RETURNING 1", (session,))
+        return bool(rows)
+
+    # Usage per key and user.
+
+    async def key_usage(self, key_id: str) -> KeyUsage | None:
+        keys = await self._query("SELECT name, user_name FROM client_keys WHERE id = %s", (key_id,))
+        if not keys:
+            return None
+        rows = await self._query(
+            "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests, errors,"
+            " rate_limited, cost_usd, unpriced_requests FROM key_usage WHERE key_id = %s"
+            " ORDER BY provider",
+            (key_id,),
+        )
+        providers, (inputs, outputs, requests, errors, limited), cost = _key_rows(rows)
+        return KeyUsage(
+            key_id,
+            keys[0][0],
+            keys[0][1],
+            providers,
+            inputs,
+            outputs,
+            requests,
+            errors,
+            limited,
+            cost,
+        )
+
+    async def user_usage(self, user: str) -> UserUsage | None:
+        keys = await self._query(
+            "SELECT id, name FROM client_keys WHERE user_name = %s ORDER BY created_at", (user,)
+        )
+        rows = await self._query(
+            "SELECT provider, SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),"
+            " SUM(requests), SUM(errors), SUM(rate_limited), SUM(cost_usd),"
+            " SUM(unpriced_requests) FROM key_usage WHERE user_name = %s"
+            " GROUP BY provider ORDER BY provider",
+            (user,),
+        )
+        if not keys and not rows:
+            return None
+        providers, (inputs, outputs, requests, errors, limited), cost = _key_rows(rows)
+        names = [KeyName(k[0], k[1]) for k in keys]
+        return UserUsage(user, names, providers, inputs, outputs, requests, errors, limited, cost)
+
+    # Client keys.
+
+    async def create_key(self, key: ClientKey) -> None:
+        await self._query(
+            f"INSERT INTO client_keys ({_KEY_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                key.id,
+                key.name,
+                key.user,
+                key.prefix,
+                key.secret_hash,
+                msgspec.json.encode(key.limits).decode(),
+                _json_or_null(key.routes),
+                _json_or_null(key.models),
+                key.expires_at,
+                key.disabled,
+                key.created_at,
+            ),
+        )
+
+    async def keys(self) -> list[ClientKey]:
+        rows = await self._query(
+            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE deleted_at IS NULL"
+            " ORDER BY created_at, id"
+        )
+        return [_client_key(row) for row in rows]
+
+    async def key(self, key_id: str) -> ClientKey | None:
+        rows = await self._query(
+            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE id = %s AND deleted_at IS NULL",
+            (key_id,),
+        )
+        return _client_key(rows[0]) if rows else None
+
+    async def key_by_hash(self, secret_hash: str) -> ClientKey | None:
+        rows = await self._query(
+            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE secret_hash = %s AND deleted_at IS NULL",
+            (secret_hash,),
+        )
+        return _client_key(rows[0]) if rows else None
+
+    async def update_key(self, key_id: str, changes: KeyChanges) -> ClientKey | None:
+        def body(cur: Cursor, now: float) -> ClientKey | None:
+            rows = cur.execute(
+                f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE id = %s AND deleted_at IS NULL"
+                " FOR UPDATE",
+                (key_id,),
+            ).fetchall()
+            if not rows:
+                return None
+            fields = {
+                name: value
+                for name in KeyChanges.__struct_fields__
+                if (value := getattr(changes, name)) is not msgspec.UNSET
+            }
+            key = msgspec.structs.replace(_client_key(rows[0]), **fields)
+            cur.execute(
+                "UPDATE client_keys SET name = %s, limits = %s, routes = %s, models = %s,"
+                " expires_at = %s, disabled = %s WHERE id = %s",
+                (
+                    key.name,
+                    msgspec.json.encode(key.limits).decode(),
+                    _json_or_null(key.routes),
+                    _json_or_null(key.models),
+                    key.expires_at,
+                    key.disabled,
+                    key_id,
+                ),
+            )
+            return key
+
+        return await self._transaction(None, body)
+
+    async def delete_key(self, key_id: str) -> bool:
+        rows = await self._query(
+            "UPDATE client_keys SET deleted_at = %s WHERE id = %s AND deleted_at IS NULL"
+            " RETURNING 1",
+            (time.time(), key_id),
+        )
+        return bool(rows)
+
+    async def has_keys(self) -> bool:
+        rows = await self._query(
+            "SELECT EXISTS (SELECT 1 FROM client_keys WHERE deleted_at IS NULL)"
+        )
+        return bool(rows[0][0])
+
+    # Limits.
+
+    async def admit(
+        self, key: ClientKey, lease: str | None, worker: str, lease_ttl: float
+    ) -> Refusal | None:
+        limits = key.limits
+
+        def body(cur: Cursor, now: float) -> Refusal | None:
+            if limits.rated:
+                cur.execute(
+                    "DELETE FROM rate_events WHERE key_id = %s AND at <= %s", (key.id, now - WINDOW)
+                )
+            if limits.rpm is not None:
+                # The rpm-th newest start: while it is in the window, the window is full, and it
+                # frees when that one leaves it.
+                nth = cur.execute(
+                    "SELECT at FROM rate_events WHERE key_id = %s AND requests > 0"
+                    " ORDER BY at DESC OFFSET %s LIMIT 1",
+                    (key.id, limits.rpm - 1),
+                ).fetchone()
+                if nth is not None:
+                    return Refusal("rpm", _seconds(nth[0] + WINDOW, now))
+            if limits.tpm is not None:
+                spent = cur.execute(
+                    "SELECT at, tokens FROM rate_events WHERE key_id = %s AND tokens > 0"
+                    " ORDER BY at",
+                    (key.id,),
+                ).fetchall()
+                total = sum(tokens for _, tokens in spent)
+                for at, tokens in spent:
+                    if total < limits.tpm:
+                        break
+                    total -= tokens
+                    if total < limits.tpm:
+                        return Refusal("tpm", _seconds(at + WINDOW, now))
+            if limits.budget_tokens is not None or limits.budget_usd is not None:
+                first_day, ends = _budget_period(now, limits.budget_period)
+                row = cur.execute(
+                    "SELECT COALESCE(SUM(tokens), 0), COALESCE(SUM(cost_usd), 0) FROM key_daily"
+                    " WHERE key_id = %s AND day >= %s",
+                    (key.id, first_day),
+                ).fetchone()
+                assert row is not None
+                if limits.budget_tokens is not None and row[0] >= limits.budget_tokens:
+                    return Refusal("budget_tokens", _seconds(ends, now))
+                if limits.budget_usd is not None and row[1] >= limits.budget_usd:
+                    return Refusal("budget_usd", _seconds(ends, now))
+            if limits.concurrent is not None and lease is not None:
+                cur.execute(
+                    "DELETE FROM leases WHERE key_id = %s AND expires_at < %s", (key.id, now)
+                )
+                row = cur.execute(
+                    "SELECT COUNT(*) FROM leases WHERE key_id = %s", (key.id,)
+                ).fetchone()
+                assert row is not None
+                if row[0] >= limits.concurrent:
+                    return Refusal("concurrent", 1)  # a slot frees when a request ends
+                cur.execute(
+                    "INSERT INTO leases (id, worker, key_id, provider, expires_at)"
+                    " VALUES (%s, %s, %s, NULL, %s)",
+                    (lease, worker, key.id, now + lease_ttl),
+                )
+            if limits.rpm is not None:
+                cur.execute(
+                    "INSERT INTO rate_events (key_id, at, requests) VALUES (%s, %s, 1)",
+                    (key.id, now),
+                )
+            return None
+
+        return await self._transaction((_KEY_LOCK, key.id), body)
+
+    async def take_slot(
+        self, provider: str, cap: int, key_id: str, lease: str, worker: str, lease_ttl: float
+    ) -> bool:
+        def body(cur: Cursor, now: float) -> bool:
+            cur.execute(
+                "DELETE FROM leases WHERE provider = %s AND expires_at < %s", (provider, now)
+            )
+            cur.execute(
+                "DELETE FROM slot_waiters WHERE provider = %s AND expires_at < %s",
+                (provider, now),
+            )
+            used = _count(cur, "SELECT COUNT(*) FROM leases WHERE provider = %s", (provider,))
+            if used < cap:
+                held = _count(
+                    cur,
+                    "SELECT COUNT(*) FROM leases WHERE provider = %s AND key_id = %s",
+                    (provider, key_id),
+                )
+                waiting = cur.execute(
+                    "SELECT since FROM slot_waiters WHERE id = %s", (lease,)
+                ).fetchone()
+                since = waiting[0] if waiting else now
+                ahead = _count(cur, _AHEAD, (provider, provider, lease, held, held, since))
+                if ahead < cap - used:
+                    cur.execute(
+                        "INSERT INTO leases (id, worker, key_id, provider, expires_at)"
+                        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                        " provider = excluded.provider, expires_at = excluded.expires_at",
+                        (lease, worker, key_id, provider, now + lease_ttl),
+                    )
+                    cur.execute("DELETE FROM slot_waiters WHERE id = %s", (lease,))
+                    return True
+            cur.execute(
+                "INSERT INTO slot_waiters (id, provider, key_id, since, expires_at)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                " expires_at = excluded.expires_at",
+                (lease, provider, key_id, now, now + WAITER_TTL),
+            )
+            return False
+
+        return await self._transaction((_PROVIDER_LOCK, provider), body)
+
+    async def leave_queue(self, lease: str) -> None:
+        await self._query("DELETE FROM slot_waiters WHERE id = %s", (lease,))
+
+    async def heartbeat(self, leases: list[str], lease_ttl: float) -> None:
+        if leases:
+            await self._query(
+                f"UPDATE leases SET expires_at = {_NOW} + %s WHERE id = ANY(%s)",
+                (lease_ttl, sorted(leases)),
+            )
+
+    # The dashboard's views.
+
+    async def timeline(
+        self,
+        since: float,
+        until: float,
+        bucket: Literal["hour", "day"],
+        by: Literal["provider", "model", "key", "user"],
+        key_id: str | None = None,
+        user: str | None = None,
+    ) -> list[TimelineRow]:
+        size = _BUCKET_SECONDS[bucket]
+        column = _GROUP_COLUMNS[by]
+        where = ["hour >= %s", "hour < %s"]
+        params: list[Any] = [since, until]
+        if key_id is not None:
+            where.append("key_id = %s")
+            params.append(key_id)
+        if user is not None:
+            where.append("user_name = %s")
+            params.append(user)
+        rows = await self._query(
+            f"SELECT floor(hour / {size}) * {size}, {column}, SUM(requests), SUM(errors),"
+            " SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cost_usd)"
+            f" FROM usage_hourly WHERE {' AND '.join(where)} GROUP BY 1, 2 ORDER BY 1, 2",
+            tuple(params),
+        )
+        return [
+            TimelineRow(
+                float(r[0]), r[1], int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), r[7]
+            )
+            for r in rows
+        ]
+
+    async def recent_errors(self, limit: int) -> list[ErrorEntry]:
+        rows = await self._query(
+            "SELECT at, status, provider, model, key_id, session, message FROM request_errors"
+            " ORDER BY id DESC LIMIT %s",
+            (limit,),
+        )
+        return [ErrorEntry(*row) for row in rows]
+
+    # The live config every node follows.
+
+    @property
+    def shares_config(self) -> bool:
+        return True
+
+    async def config_version(self) -> int:
+        rows = await self._query("SELECT version FROM live_config")
+        return int(rows[0][0]) if rows else 0
+
+    async def publish_config(self, body: str, origin: str) -> int:
+        def run(cur: Cursor, now: float) -> int:
+            row = cur.execute(
+                "INSERT INTO live_config AS c (id, version, body, origin, updated_at)"
+                " VALUES (1, 1, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                " version = c.version + 1, body = excluded.body, origin = excluded.origin,"
+                " updated_at = excluded.updated_at RETURNING version",
+                (body, origin, now),
+            ).fetchone()
+            assert row is not None
+            # Delivered to every LISTENer when this transaction commits
+            # (https://www.postgresql.org/docs/15/sql-notify.html).
+            cur.execute("SELECT pg_notify(%s, %s)", (CONFIG_CHANNEL, str(row[0])))
+            return int(row[0])
+
+        return await self._transaction(None, run)
+
+    async def next_config(self, after: int) -> SharedConfig:
+        await trio.to_thread.run_sync(self._wait_notify, 0.0)  # LISTEN before the first read
+        while True:
+            rows = await self._query(
+                "SELECT version, body, origin FROM live_config WHERE version > %s", (after,)
+            )
+            if rows:
+                return SharedConfig(int(rows[0][0]), rows[0][1], rows[0][2])
+            # Abandoned on cancel: the thread ends by itself within CONFIG_POLL.
+            await trio.to_thread.run_sync(self._wait_notify, CONFIG_POLL, abandon_on_cancel=True)
+
+    def _wait_notify(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for a NOTIFY on the config channel (LISTENing first)."""
+        with self._listening:
+            conn = self._listener
+            try:
+                if conn is None or conn.closed:
+                    conn = self._listener = self._connect()
+                    conn.execute(f"LISTEN {CONFIG_CHANNEL}")
+                if timeout:
+                    for _ in conn.notifies(timeout=timeout, stop_after=1):
+                        pass
+            except psycopg.OperationalError:
+                if conn is not None:
+                    conn.close()
+                time.sleep(timeout)  # the poll re-reads the row meanwhile
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            while True:
+                try:
+                    self._idle.get_nowait().close()
+                except queue.Empty:
+                    break
+            with self._listening:
+                if self._listener is not None:
+                    self._listener.close()
+
+        # Records still waiting for a commit are committed first, even on a cancelled shutdown.
+        with trio.CancelScope(shield=True):
+            while self._committing is not None or self._open.entries:
+                await self._flush_step()
+            await trio.to_thread.run_sync(close)
+
+
+def _count(cur: Cursor, sql: str, params: tuple[Any, ...]) -> int:
+    row = cur.execute(sql, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _session(session: str, rows: list[Row]) -> SessionUsage:
+    providers = {
+        row[0]: ProviderUsage(
+            int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5], int(row[6])
+        )
+        for row in rows
+    }
+    return SessionUsage(
+        session_id=session,
+        providers=providers,
+        total_input_tokens=sum(p.input_tokens for p in providers.values()),
+        total_output_tokens=sum(p.output_tokens for p in providers.values()),
+        total_requests=sum(p.requests for p in providers.values()),
+        cost_usd=_cost_sum(p.cost_usd for p in providers.values()),
+    )
+
+
+def _key_rows(
+    rows: list[Row],
+) -> tuple[dict[str, KeyProviderUsage], tuple[int, int, int, int, int], float | None]:
+    """Per-provider usage (routed requests only), the totals over every row (input, output,
+    requests, errors, rate-limited) and the cost over every row."""
+    providers = {
+        row[0]: KeyProviderUsage(
+            int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), row[7], int(row[8])
+        )
+        for row in rows
+        if row[0] != ""
+    }
+    inputs, outputs, requests, errors, limited = (
+        sum(int(row[i]) for row in rows) for i in (1, 2, 4, 5, 6)
+    )
+    return providers, (inputs, outputs, requests, errors, limited), _cost_sum(r[7] for r in rows)
