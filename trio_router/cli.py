@@ -4,20 +4,19 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from . import __version__
 from .config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, LoadedConfig, load
 
 LOOPBACK = "127.0.0.1"
+# Set by the Docker image: there 127.0.0.1 is the container's own, unreachable from outside, so
+# falling back to it without an APIKEY would be a silent failure; refuse to start instead.
+REQUIRE_APIKEY_VARIABLE = "TRIO_ROUTER_REQUIRE_APIKEY"
 APP_PATH = "trio_router.app:create_app()"
-# A taken port: EADDRINUSE, or WSAEADDRINUSE (10048) from Windows sockets.
-_IN_USE = {errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", errno.EADDRINUSE)}
 
 DESCRIPTION = """\
 An Anthropic Messages API gateway: Claude Code and the anthropic SDKs send POST /v1/messages
@@ -48,6 +47,9 @@ def _load(path: str | None) -> tuple[LoadedConfig, list[str]]:
     transformers = build_transformers(loaded)
     custom_router.build(loaded)
     upstream_settings(loaded)
+    from .store import check_url
+
+    check_url(loaded.config.STORE_URL)  # a database that cannot be reached: exit 1, no traceback
     return loaded, [*loaded.warnings, *transformers.warnings]
 
 
@@ -66,6 +68,15 @@ def check_config(args: argparse.Namespace) -> int:
     )
     print(f"OK: {where}: {_count(len(config.Providers), 'provider')}, {route}")
     return 0
+
+
+def _workers(text: str) -> int:
+    from .workers import worker_count
+
+    try:
+        return worker_count(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
 def _count(n: int, noun: str) -> str:
@@ -87,85 +98,6 @@ def bind_host(host: str, api_key: str, admin_key: str = "") -> tuple[str, str | 
     return host, None
 
 
-def bind_problem(hc: Any, host: str, port: int) -> str | None:
-    """Why hypercorn cannot listen where ``hc`` says, found before it starts serving.
-
-    hypercorn binds inside ``run()``, where a taken port ends in a traceback. Its own
-    ``create_sockets`` binds here with the very options ``run()`` will use (SO_REUSEADDR, and
-    SO_REUSEPORT with several workers); the sockets are closed at once, never having listened.
-    """
-    try:
-        sockets = hc.create_sockets()
-    except OSError as error:  # socket.gaierror too, for a host name that does not resolve
-        if error.errno in _IN_USE:
-            return (
-                f"port {port} on {host} is already in use (another trio-router?): "
-                "stop that program, or choose another port with --port or PORT"
-            )
-        return f"cannot listen on {hc.bind[0]}: {error.strerror or error}"
-    for sock in [*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets]:
-        sock.close()
-    return None
-
-
-def serve_workers(hc: Any) -> int:
-    """hypercorn's multi-worker loop (``hypercorn.run.run``), except for SIGHUP.
-
-    hypercorn's master answers SIGHUP by stopping every worker and starting new ones, which cuts
-    each stream still open after ``graceful_timeout``. Here it is forwarded to every worker,
-    which applies the config file live (reload.py). Workers are spawned, so they inherit what
-    the master ignores: SIGINT (Ctrl-C stops them through the shutdown event, as in hypercorn)
-    and SIGHUP until a worker listens for it, so that an early one does not end it.
-    """
-    from multiprocessing import get_context
-    from multiprocessing.connection import wait
-
-    from hypercorn.trio.run import trio_worker
-
-    sockets = hc.create_sockets()
-    context = get_context("spawn")
-    stop = context.Event()
-    workers: list[Any] = []
-    inherited = [getattr(signal, name) for name in ("SIGINT", "SIGHUP") if hasattr(signal, name)]
-
-    def shutdown(*_: Any) -> None:
-        stop.set()
-
-    def forward(*_: Any) -> None:
-        for worker in workers:
-            if worker.is_alive():
-                os.kill(worker.pid, signal.SIGHUP)
-
-    for name in ("SIGTERM", "SIGBREAK"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), shutdown)
-    code = 0
-    while not stop.is_set():
-        for number in inherited:
-            signal.signal(number, signal.SIG_IGN)
-        while len(workers) < hc.workers:
-            worker = context.Process(
-                target=trio_worker,
-                kwargs={"config": hc, "shutdown_event": stop, "sockets": sockets},
-            )
-            worker.start()
-            workers.append(worker)
-        signal.signal(signal.SIGINT, shutdown)
-        if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, forward)
-        wait([worker.sentinel for worker in workers])
-        for worker in [worker for worker in workers if worker.exitcode is not None]:
-            workers.remove(worker)
-            code = code or worker.exitcode
-        if code:
-            stop.set()  # a worker failed: stop them all, as hypercorn does
-    for worker in workers:
-        worker.join()  # each finishes its requests, up to graceful_timeout
-    for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
-        sock.close()
-    return code
-
-
 def start(args: argparse.Namespace) -> int:
     if args.host:
         os.environ["HOST"] = args.host
@@ -181,29 +113,41 @@ def start(args: argparse.Namespace) -> int:
         # Worker processes load the app themselves, from the same file.
         os.environ["CONFIG_PATH"] = str(loaded.path)
     host, warning = bind_host(config.HOST or DEFAULT_HOST, config.APIKEY, config.ADMIN_KEY)
+    if warning and os.environ.get(REQUIRE_APIKEY_VARIABLE) == "1":
+        print(
+            f"error: HOST is {config.HOST} but no APIKEY is set, and {REQUIRE_APIKEY_VARIABLE}=1 "
+            f"forbids falling back to {LOOPBACK}, which nothing outside this container reaches: "
+            'set APIKEY in the config (e.g. "APIKEY": "$APIKEY" and docker run -e APIKEY=...)',
+            file=sys.stderr,
+        )
+        return 1
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
 
     from hypercorn.config import Config as HypercornConfig
-    from hypercorn.run import run
 
+    from . import workers
+    from .logs import LOG_FILE
     from .state import data_dir
 
+    drain = config.DRAIN_TIMEOUT_MS / 1000
     hc = HypercornConfig()
     hc.application_path = APP_PATH
     hc.bind = [f"[{host}]:{config.PORT}" if ":" in host else f"{host}:{config.PORT}"]
     hc.worker_class = "trio"
-    hc.workers = 0 if args.workers == 1 and not args.reload else args.workers
+    hc.workers = args.workers
     hc.use_reloader = args.reload
     hc.accesslog = None  # the router logs one line per request itself
     hc.keep_alive_timeout = 75  # above nginx's default upstream keepalive_timeout of 60 s
     # hypercorn's default backlog of 100 resets connections when a thousand clients connect
     # at once; the kernel caps it at net.core.somaxconn anyway.
     hc.backlog = 4096
-    hc.graceful_timeout = 10
-    problem = bind_problem(hc, host, config.PORT)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    # Only --reload serves with hypercorn's own loop: it must not cut streams before the drain.
+    hc.graceful_timeout = drain + workers.CLOSE_SECONDS
+    try:
+        sockets = workers.listen(host, config.PORT, 1 if args.reload else args.workers, hc.backlog)
+    except workers.BindError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     where = loaded.path or "built-in default (no config file found)"
     print(
@@ -213,12 +157,20 @@ def start(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    if hc.workers > 1 and not args.reload:
-        return serve_workers(hc)
+    if args.reload:
+        from hypercorn.run import run
+
+        for sock in sockets:  # the port was free; hypercorn binds it itself
+            sock.close()
+        hc.workers = max(args.workers, 1)
+        return run(hc)
+    if len(sockets) > 1:
+        return workers.serve_workers(hc, sockets, drain, data_dir(loaded) / "logs" / LOG_FILE)
     if hasattr(signal, "SIGHUP"):
         # Until the worker listens for it (reload.py), a SIGHUP must not end the process.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    return run(hc)
+    workers.serve(hc, sockets[0], drain)
+    return 0
 
 
 def code(claude_args: list[str]) -> int:
@@ -252,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     start_parser = commands.add_parser(
         "start",
         help="serve the router",
-        description="Serve the router until Ctrl-C. Warnings and errors (at the config's "
+        description="Serve the router until Ctrl-C or SIGTERM, which drain it: no new "
+        "connection, open streams go on for DRAIN_TIMEOUT_MS at most. Warnings and errors "
+        "(at the config's "
         "LOG_LEVEL) are printed here, one line each; every request is logged to "
         "logs/trio-router.log in the data directory, which also holds usage.sqlite3: "
         "$TRIO_ROUTER_DATA_DIR, else beside the config file, else a per-user directory "
@@ -270,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the port to listen on (default: $PORT, else the config's PORT, else {DEFAULT_PORT})",
     )
     start_parser.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)"
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes, or `auto` for one per core this process may use (default: 1)",
     )
     start_parser.add_argument(
         "--reload", action="store_true", help="restart when the code changes (development)"
