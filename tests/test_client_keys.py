@@ -105,6 +105,9 @@ async def test_a_key_is_made_used_with_the_sdk_and_its_usage_shown(
                 "cacheReadTokens": 0,
                 "requests": 2,
                 "errors": 0,
+                # The test's model has no price: null, never 0 (test_cost.py prices them).
+                "costUsd": None,
+                "unpricedRequests": 2,
             }
         },
         "totalInputTokens": 22,
@@ -112,23 +115,27 @@ async def test_a_key_is_made_used_with_the_sdk_and_its_usage_shown(
         "totalRequests": 2,
         "totalErrors": 0,
         "rateLimited": 0,
+        "costUsd": None,
     }
     assert user["user"] == "alice@example.com"
     assert user["keys"] == [{"id": made["id"], "name": "alice laptop"}]
     assert user["totalRequests"] == 2 and user["providers"]["p"]["inputTokens"] == 22
-    # The existing views keep their exact shapes.
+    # The existing views keep their shapes, with the cost added.
     assert set(total) == {
         "providers",
         "totalInputTokens",
         "totalOutputTokens",
         "totalRequests",
         "sessions",
+        "costUsd",
     }
     assert total["providers"]["p"] == {
         "inputTokens": 22,
         "outputTokens": 14,
         "cacheReadTokens": 0,
         "requests": 2,
+        "costUsd": None,
+        "unpricedRequests": 2,
     }
     assert set(session) == {
         "sessionId",
@@ -136,6 +143,7 @@ async def test_a_key_is_made_used_with_the_sdk_and_its_usage_shown(
         "totalInputTokens",
         "totalOutputTokens",
         "totalRequests",
+        "costUsd",
     }
 
 

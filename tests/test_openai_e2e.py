@@ -433,11 +433,19 @@ async def test_usage_is_counted_per_session_under_concurrency(
     assert s0 == {
         "sessionId": "s0",
         "providers": {
-            "fake": {"inputTokens": 60, "outputTokens": 40, "cacheReadTokens": 0, "requests": 20}
+            "fake": {
+                "inputTokens": 60,
+                "outputTokens": 40,
+                "cacheReadTokens": 0,
+                "requests": 20,
+                "costUsd": None,  # model "m" has no price
+                "unpricedRequests": 20,
+            }
         },
         "totalInputTokens": 60,
         "totalOutputTokens": 40,
         "totalRequests": 20,
+        "costUsd": None,
     }
     assert total["totalRequests"] == 60
     assert total["totalInputTokens"] == 180

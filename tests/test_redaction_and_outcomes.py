@@ -317,6 +317,8 @@ async def test_a_cut_stream_is_logged_and_counted(
         "outputTokens": tokens[1],
         "cacheReadTokens": 0,
         "requests": 1,
+        "costUsd": None,
+        "unpricedRequests": 1,
     }
     [line] = await request_lines(router)
     assert "POST /v1/messages 502 " in line, line

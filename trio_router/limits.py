@@ -45,6 +45,7 @@ _MESSAGES = {
     "rpm": "requests per minute",
     "tpm": "tokens per minute",
     "budget_tokens": "token budget",
+    "budget_usd": "USD budget",
     "concurrent": "concurrent requests",
 }
 

@@ -28,7 +28,7 @@ import httpx
 import msgspec
 import trio
 
-from . import keys
+from . import keys, metrics
 from .anthropic import ErrorBody, ErrorEvent, MessagesRequest, Usage
 from .errors import (
     InvalidRequestError,
@@ -43,12 +43,12 @@ from .logs import logger
 from .masking import mask
 from .overflow import prompt_too_long
 from .providers.base import Route, StreamOutput, StreamTranslator
-from .reliability import Reliability
+from .reliability import Breaker, Reliability
 from .retry import MAX_HINT_SECONDS, backoff, hinted_delay, is_retryable
 from .sse import encode_event
 from .state import Runtime, State
 from .store import ClientKey, RequestRecord
-from .tokens import count_tokens
+from .tokens import count_tokens, count_tokens_cached
 from .transformers import Chain, transformer_failure
 from .upstream import read_answer, upstream_chunks
 
@@ -64,6 +64,7 @@ KEEPALIVE_SECONDS = 15.0
 _KEEPALIVE: Message = {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
 BILLING_PREFIX = "x-anthropic-billing-header:"
 MAX_SESSION_ID = 128
+MAX_ERROR_MESSAGE = 1000  # characters of an error kept for the recent-errors view
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_START: Message = {
@@ -82,10 +83,14 @@ class _Outcome:
     """What the request log line and the usage store need to know at the end."""
 
     __slots__ = (
+        "betas",
         "cache_read",
+        "cache_write",
         "complete",
         "error",
         "fallback_from",
+        "first_byte",
+        "first_token",
         "input_tokens",
         "key",
         "lease",
@@ -93,6 +98,7 @@ class _Outcome:
         "output_tokens",
         "recorded",
         "route",
+        "runtime",
         "sent",
         "session",
         "slot",
@@ -100,21 +106,25 @@ class _Outcome:
         "status",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime  # the config the request is served and priced with
         self.status = 200
         self.started = False  # response headers sent: errors now go in the body
         self.complete = False  # the last byte of the response is being sent
         self.recorded = False  # usage added to the store
-        self.sent = 0  # body messages sent so far
+        self.sent = 0  # body messages sent so far (a stream's chunks, for the metrics)
+        self.first_byte = self.first_token = 0.0  # perf_counter() at the provider's headers
+        # and at its first chunk; 0 until then
         self.session = "default"
         self.route: Route | None = None  # the route that answered, once one did
         self.fallback_from: Route | None = None  # the route chosen, when a fallback answered
-        self.input_tokens = self.output_tokens = self.cache_read = 0
+        self.input_tokens = self.output_tokens = self.cache_read = self.cache_write = 0
         self.error = ""
         self.key: ClientKey | None = None  # None: APIKEY, or an open gateway
         self.lease: str | None = None  # held against a concurrency limit, released at the end
         self.slot: str | None = None  # the provider whose max_concurrent the lease counts in
         self.limited = False  # refused by one of the gateway's own limits
+        self.betas: str | None = None  # the client's anthropic-beta header
 
 
 async def send_json(
@@ -220,10 +230,10 @@ class MessagesHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        outcome = _Outcome()
+        runtime = self.state.runtime
+        outcome = _Outcome(runtime)
         request: MessagesRequest | None = None
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        runtime = self.state.runtime
         try:
             key = outcome.key = await self.state.access.client(headers, runtime.api_key)
             if key is not None and key.limits.any:
@@ -233,6 +243,11 @@ class MessagesHandler:
             body = await read_body(receive, self.state.bodies)
             request = decode_request(body)
             outcome.session = session_id(headers, request)
+            # The client's beta flags, for an Anthropic-compatible upstream: a field such as
+            # `context_management` is refused there without its `anthropic-beta` header.
+            outcome.betas = next(
+                (v.decode("latin-1") for k, v in headers if k == b"anthropic-beta"), None
+            )
             if not request.model:
                 raise InvalidRequestError("invalid request: `model` is required")
             await self._handle(runtime, request, body, receive, send, outcome)
@@ -247,6 +262,10 @@ class MessagesHandler:
         finally:
             if request is None:
                 outcome.session = session_id(headers, None)
+            if outcome.status < 400 and not outcome.complete and _cancelled():
+                # Cut from outside: the worker's drain deadline or its shutdown (drain.py
+                # answers the client); recorded as the error it is.
+                outcome.status, outcome.error = 503, "cut: the gateway shut down before it ended"
             await self._finish(scope, request, outcome, started)
 
     async def _fail(
@@ -257,6 +276,11 @@ class MessagesHandler:
         message = runtime.redact(error.message)
         outcome.status, outcome.error = error.status, message
         outcome.limited = isinstance(error, LimitExceeded)
+        if outcome.limited and runtime.config.METRICS:
+            key = outcome.key  # None: APIKEY's request, refused a provider slot
+            labels = ("", "") if key is None else (key.id, key.name)
+            found = metrics.get()
+            found.rate_limited.labels(*found.key_labels(*labels)).inc()
         await self._record(outcome)
         if not outcome.started:
             envelope = error_envelope(error.error_type, message)
@@ -275,9 +299,15 @@ class MessagesHandler:
         original = request
         # Every request is counted: the body's size bounds nothing (an image by URL is 70 bytes
         # and 1,600 tokens). Counts are memoized per text, so a conversation's next turn counts
-        # only what is new; a new one takes tens of ms, off the event loop.
+        # only what is new, here (a thread hand-off costs more than that); a new one takes tens
+        # of ms, off the event loop.
         if router.needs_token_count:
-            tokens = await trio.to_thread.run_sync(count_tokens, request)
+            counted = count_tokens_cached(request)
+            tokens = (
+                counted
+                if counted is not None
+                else await trio.to_thread.run_sync(count_tokens, request)
+            )
             route, request = router.choose(request, lambda: tokens)
         else:
             route, request = router.choose(request, lambda: 0)
@@ -301,12 +331,16 @@ class MessagesHandler:
             )
         failure: RouterError | None = None
         health.open += 1
+        gauge = metrics.get().open_streams if runtime.config.METRICS else None
+        if gauge is not None:
+            gauge.inc()
         stack = AsyncExitStack()  # the upstream response, once an attempt got one
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope, outcome)
                 try:
                     opened = await self._open(runtime, request, raw, routes, stack, outcome)
+                    outcome.first_byte = time.perf_counter()
                     if opened.translator is not None:
                         await self._stream(runtime, opened, stack, send, outcome, nursery)
                     else:
@@ -318,6 +352,8 @@ class MessagesHandler:
                     nursery.cancel_scope.cancel()
         finally:
             health.open -= 1
+            if gauge is not None:
+                gauge.dec()
             await stack.aclose()  # a no-op once _stream or _complete closed it
         if failure is not None:
             raise failure
@@ -355,6 +391,10 @@ class MessagesHandler:
                     route.provider.name,
                     route.model,
                 )
+                if runtime.config.METRICS:
+                    metrics.get().fallbacks.labels(
+                        routes[index - 1].provider.name, route.provider.name
+                    ).inc()
             try:
                 opened = await self._attempts(runtime, request, raw, route, stack, outcome)
             except _GiveUp as give_up:
@@ -401,6 +441,9 @@ class MessagesHandler:
                 )
             )
         probe = breaker.probing  # admitted while open: this request decides
+        observed = metrics.get() if config.METRICS else None
+        if probe and observed is not None:
+            observed.breaker.labels(provider.name).set(metrics.PROBING)
         pool = self.reliability.pool(provider) if provider.api_keys else None
         chain = runtime.transformers.for_route(route)
         translator: StreamTranslator | None = None
@@ -428,6 +471,8 @@ class MessagesHandler:
                         route, provider=msgspec.structs.replace(provider, api_key=key)
                     )
                 upstream_request = chain.build_request(request, sent, raw)
+                if outcome.betas and chain.format.name == "anthropic":
+                    upstream_request.headers.setdefault("anthropic-beta", outcome.betas)
                 if provider.max_concurrent and outcome.slot is None:
                     # The first route's slot only: a lease holds one provider's slot.
                     await self._take_slot(route, outcome)
@@ -437,6 +482,9 @@ class MessagesHandler:
                     )
                 except UpstreamError as error:
                     status = error.status
+                    if observed is not None:
+                        kind = metrics.error_kind(status)
+                        observed.upstream_errors.labels(provider.name, kind).inc()
                     if pool is not None and key is not None and status in (401, 403):
                         pool.revoke(key)
                         refused.add(key)
@@ -450,7 +498,7 @@ class MessagesHandler:
                         if pool.pick(refused) is not None:
                             continue
                     if not is_retryable(status, error):
-                        breaker.succeeded()
+                        self._breaker_closed(breaker, provider.name, observed)
                         raise prompt_too_long(status, error.message) or error from None
                     hint = hinted_delay(error.headers)
                     if pool is not None and key is not None and status == 429:
@@ -464,6 +512,8 @@ class MessagesHandler:
                         or trio.current_time() + delay > deadline
                     ):
                         if status != 429 and breaker.failed(threshold):
+                            if observed is not None:
+                                observed.breaker.labels(provider.name).set(metrics.OPEN)
                             logger.warning(
                                 "provider %r: circuit breaker open for %g s after %d failed "
                                 "requests",
@@ -473,6 +523,8 @@ class MessagesHandler:
                             )
                         raise _GiveUp(error) from None
                     retry += 1
+                    if observed is not None:
+                        observed.retries.labels(provider.name).inc()
                     logger.warning(
                         "%s; retry %d of %d in %.2f s",
                         runtime.redact(error.message),
@@ -482,11 +534,21 @@ class MessagesHandler:
                     )
                     await trio.sleep(delay)
                     continue
-                breaker.succeeded()
+                self._breaker_closed(breaker, provider.name, observed)
                 return _Opened(response, sent, chain, translator)
         finally:
             if probe and breaker.probing:  # the probe ended with no verdict (the client left)
                 breaker.abandoned()
+                if observed is not None:
+                    observed.breaker.labels(provider.name).set(metrics.OPEN)
+
+    @staticmethod
+    def _breaker_closed(breaker: Breaker, provider: str, observed: metrics.Metrics | None) -> None:
+        """A verdict of success; the gauge changes only when the breaker was open."""
+        was_open = breaker.opened_at is not None
+        breaker.succeeded()
+        if was_open and observed is not None:
+            observed.breaker.labels(provider).set(metrics.CLOSED)
 
     async def _stream(
         self,
@@ -510,7 +572,20 @@ class MessagesHandler:
                 nursery.start_soon(_keep_alive, send, outcome)
                 feed = translator.feed
                 message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
-                async for chunk in upstream_chunks(opened.response):
+                chunks = upstream_chunks(opened.response)
+                # The first chunk apart, so that its time (to the first token) is taken once,
+                # not tested for on every chunk; breaking out leaves ``chunks`` open.
+                async for chunk in chunks:
+                    outcome.first_token = time.perf_counter()
+                    outputs = feed(chunk)
+                    if event_hooks is not None:
+                        outputs = event_hooks(outputs, route)
+                    if outputs:
+                        message["body"] = _encode_outputs(outputs)
+                        outcome.sent += 1
+                        await send(message)
+                    break
+                async for chunk in chunks:
                     outputs = feed(chunk)
                     if event_hooks is not None:
                         outputs = event_hooks(outputs, route)
@@ -527,6 +602,7 @@ class MessagesHandler:
             failure: RouterError | None = translator.error
             if failure is not None:
                 outcome.status, outcome.error = failure.status, failure.message
+                _count_stream_error(runtime, route)
             # Recorded before the last event, so a client that saw its stream end reads
             # usage that includes it.
             await self._record(outcome)
@@ -542,6 +618,7 @@ class MessagesHandler:
                 failure = TransformerError(f"transformer {fmt.name!r} failed: {error}")
             text = runtime.redact(failure.message)
             outcome.status, outcome.error = failure.status, text
+            _count_stream_error(runtime, route)
             _take_usage(outcome, translator.usage)
             await self._record(outcome)
             outcome.complete = True
@@ -594,6 +671,18 @@ class MessagesHandler:
         if outcome.recorded or (route is None and key is None and lease is None):
             return
         outcome.recorded = True
+        cost = None
+        if route is not None:
+            cost = outcome.runtime.prices.cost(
+                route.provider.name,
+                route.model,
+                outcome.input_tokens,
+                outcome.output_tokens,
+                outcome.cache_read,
+                outcome.cache_write,
+            )
+        status = outcome.status
+        error = outcome.error or ("the client closed the request" if status == 499 else "")
         entry = RequestRecord(
             outcome.session,
             route.provider.name if route is not None else None,
@@ -602,10 +691,16 @@ class MessagesHandler:
             outcome.cache_read,
             key_id=key.id if key is not None else None,
             user=key.user if key is not None else "",
-            error=outcome.status >= 400,
+            error=status >= 400,
             rate_limited=outcome.limited,
             lease=lease,
             rated=key is not None and key.limits.tpm is not None,
+            model=route.model if route is not None else "",
+            cost_usd=cost,
+            status=status,
+            # Already redacted where it was set (_fail, _stream, the translators); one line.
+            error_message=" ".join(error.split())[:MAX_ERROR_MESSAGE],
+            ended_at=time.time(),
         )
         with trio.CancelScope(shield=True):
             try:
@@ -625,6 +720,8 @@ class MessagesHandler:
     ) -> None:
         route = outcome.route
         await self._record(outcome)
+        if outcome.runtime.config.METRICS:
+            _observe(outcome, request is not None and request.stream, started)
         # What an operator must see on the console: the router or a provider failing (5xx), or
         # a provider refusing a routed request (its key, quota, rate limit, model name). The
         # client's own mistakes (bad key, bad body) and a client leaving (499) stay at INFO.
@@ -648,10 +745,50 @@ class MessagesHandler:
         )
 
 
+def _cancelled() -> bool:
+    """Whether the task is being cancelled (a cancelled scope's deadline is -inf, in trio)."""
+    return trio.current_effective_deadline() == -math.inf
+
+
 def _take_usage(outcome: _Outcome, usage: Usage) -> None:
     outcome.input_tokens = usage.input_tokens
     outcome.output_tokens = usage.output_tokens
     outcome.cache_read = usage.cache_read_input_tokens or 0
+    outcome.cache_write = usage.cache_creation_input_tokens or 0
+
+
+def _count_stream_error(runtime: Runtime, route: Route) -> None:
+    """A stream that failed after its first byte (the provider's error event, a cut)."""
+    if runtime.config.METRICS:
+        metrics.get().upstream_errors.labels(route.provider.name, "stream").inc()
+
+
+def _observe(outcome: _Outcome, stream: bool, started: float) -> None:
+    """The request's metrics, once at its end."""
+    found = metrics.get()
+    route, status = outcome.route, outcome.status
+    provider = route.provider.name if route is not None else ""
+    model = outcome.runtime.labels.model(route.model) if route is not None else ""
+    reason = route.reason if route is not None else ""
+    found.requests.labels(reason, provider, model, str(status), str(stream).lower()).inc()
+    if status == 499:
+        found.disconnects.labels(provider).inc()
+    if route is None:
+        return
+    if outcome.first_byte:
+        found.first_byte.labels(provider, model).observe(outcome.first_byte - started)
+    if stream and outcome.started:
+        if outcome.first_token:
+            found.first_token.labels(provider, model).observe(outcome.first_token - started)
+        found.stream_duration.labels(provider, model).observe(time.perf_counter() - started)
+        found.chunks.labels(provider, model).inc(outcome.sent)
+    for kind, tokens in (
+        ("input", outcome.input_tokens),
+        ("output", outcome.output_tokens),
+        ("cache_read", outcome.cache_read),
+    ):
+        if tokens:
+            found.tokens.labels(provider, model, kind).inc(tokens)
 
 
 def _target(route: Route) -> str:
