@@ -259,14 +259,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def _stale(path: Path) -> list[Path]:
     """Temporary files of writes that were killed before their rename (ours are under the lock)."""
-    backups = path.parent / BACKUP_DIR
+    directory = path.parent / BACKUP_DIR
     found = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
-    if backups.is_dir():
-        found += backups.glob(f".{glob.escape(path.stem)}.*{glob.escape(path.suffix)}.*.tmp")
+    if directory.is_dir():
+        found += directory.glob(f".{glob.escape(path.stem)}.*{glob.escape(path.suffix)}.*.tmp")
     return found
 
 
-def _backups(path: Path) -> list[Path]:
+def backups(path: Path) -> list[Path]:
     """The backups of ``path``, oldest first (their names sort by time)."""
     directory = path.parent / BACKUP_DIR
     if not directory.is_dir():
@@ -284,15 +284,15 @@ def _backups(path: Path) -> list[Path]:
 
 
 def _tidy_unlocked(path: Path, keep: int) -> None:
-    backups = _backups(path)
-    for stale in [*_stale(path), *backups[: max(len(backups) - keep, 0)]]:
+    kept = backups(path)
+    for stale in [*_stale(path), *kept[: max(len(kept) - keep, 0)]]:
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
 
 
 def tidy(path: Path, keep: int) -> None:
     """At start: remove what killed writes left behind and the backups beyond ``keep``."""
-    if _stale(path) or len(_backups(path)) > keep:
+    if _stale(path) or len(backups(path)) > keep:
         with _locked(path):
             _tidy_unlocked(path, keep)
 

@@ -12,6 +12,10 @@ once per request, never per chunk.
 ``APIKEY`` keeps working as it always did. Once any client key exists, ``/v1/*`` needs a key
 even when ``APIKEY`` is empty: making a key is the operator saying who may use the gateway, and
 a gateway that stayed open to everyone beside its keys would make every key's limits void.
+
+The dashboard's session cookie (``SESSION_COOKIE``) opens ``/ui`` and ``/api`` like the admin key
+does, checked here with nothing stored (any worker, any node); a mutating request it
+authenticates must also carry ``CSRF_HEADER``.
 """
 
 from __future__ import annotations
@@ -228,17 +232,27 @@ class Access:
         raise AuthenticationError("invalid API key")
 
     async def check_path(
-        self, path: str, headers: list[tuple[bytes, bytes]], config: Config
+        self, path: str, headers: list[tuple[bytes, bytes]], config: Config, method: str
     ) -> None:
-        """The check before every request Quart serves (``/api/*``, ``count_tokens``).
+        """The check before every request Quart serves (``/api/*``, ``/ui/*``, ``/metrics``,
+        ``count_tokens``).
 
-        ``/api/*`` takes ``ADMIN_KEY`` (else ``APIKEY``) as before; a client key there is a
-        403: it is a valid key, for another door. ``/v1/*`` takes what ``/v1/messages`` takes.
+        ``/api/*`` takes ``ADMIN_KEY`` (else ``APIKEY``) as before, or the dashboard's session
+        cookie (with its CSRF header on a mutating request); a client key there is a 403: it is
+        a valid key, for another door. ``/ui/*`` takes the same, and sends a browser without
+        either to the login page. ``GET /metrics`` takes the admin key or ``METRICS_KEY``.
+        ``/v1/*`` takes what ``/v1/messages`` takes.
         """
         if path == "/v1" or path.startswith("/v1/"):
             await self.client(headers, config.APIKEY.encode())
             return
-        needed = auth.key_for(path, config.APIKEY, config.ADMIN_KEY)
+        if path == "/metrics":
+            _check_metrics(headers, config)
+            return
+        is_ui = path == "/ui" or path.startswith("/ui/")
+        if is_ui and (path in UI_PUBLIC or path.startswith(UI_STATIC)):
+            return
+        needed = auth.key_for("/api" if is_ui else path, config.APIKEY, config.ADMIN_KEY)
         presented = auth.presented_key(headers)
         is_api = path == "/api" or path.startswith("/api/")
         if (
@@ -249,5 +263,124 @@ class Access:
             and await self.lookup(presented) is not None
         ):
             raise PermissionDenied("a client key cannot use the management API /api/*")
-        if needed:
+        if not needed:
+            return
+        if presented is None:
+            cookie = session_cookie(headers)
+            if cookie is not None and valid_session(cookie, needed, time.time()):
+                if method not in SAFE_METHODS and not _csrf_ok(headers, cookie, needed):
+                    raise PermissionDenied(
+                        f"a {method} authenticated by the dashboard's session cookie must carry"
+                        f" the '{CSRF_HEADER}' header the dashboard page gives"
+                    )
+                return
+            if is_ui:
+                raise LoginRequired()
+        try:
             auth.check(headers, needed.encode())
+        except AuthenticationError:
+            if is_ui:
+                raise LoginRequired() from None
+            raise
+
+
+# The dashboard's session: a cookie that proves its holder typed the admin key, checked by any
+# worker or node with nothing stored. Its value is ``v1.<expiry>.<nonce>.<mac>``, the MAC an
+# HMAC-SHA256 of the rest under a secret derived from the admin key, so a new admin key ends
+# every session. The nonce makes each session's CSRF token its own.
+SESSION_COOKIE = "trio_router_session"
+SESSION_SECONDS = 12 * 3600
+CSRF_HEADER = "x-trio-router-csrf"
+_SESSION_VERSION = "v1"
+# https://www.rfc-editor.org/rfc/rfc9110#section-9.2.1: the methods that change nothing.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What /ui serves without a session: the login form, the logout, and the static files (no data).
+UI_LOGIN = "/ui/login"
+UI_PUBLIC = frozenset({UI_LOGIN, "/ui/logout"})
+UI_STATIC = "/ui/static/"
+
+
+class LoginRequired(AuthenticationError):
+    """A browser without a session on a ``/ui`` page: a 303 to the login page (RFC 9110
+    section 15.4.4: the login form is fetched with GET whatever the method was)."""
+
+    status = 303
+
+    def __init__(self) -> None:
+        super().__init__(f"log in at {UI_LOGIN} with the admin key", headers={"location": UI_LOGIN})
+
+
+def _session_secret(admin_key: str) -> bytes:
+    return hmac.new(admin_key.encode(), b"trio-router dashboard session", "sha256").digest()
+
+
+def _mac(admin_key: str, message: str) -> str:
+    return hmac.new(_session_secret(admin_key), message.encode(), "sha256").hexdigest()
+
+
+def new_session(admin_key: str, now: float) -> str:
+    """A session cookie's value, valid for ``SESSION_SECONDS`` from ``now``."""
+    body = f"{_SESSION_VERSION}.{int(now) + SESSION_SECONDS}.{secrets.token_hex(16)}"
+    return f"{body}.{_mac(admin_key, body)}"
+
+
+def valid_session(value: str, admin_key: str, now: float) -> bool:
+    """Whether ``value`` is a session this admin key made and it has not expired."""
+    body, _, mac = value.rpartition(".")
+    parts = body.split(".")
+    if len(parts) != 3 or parts[0] != _SESSION_VERSION or not parts[1].isdigit():
+        return False
+    if not hmac.compare_digest(mac.encode(), _mac(admin_key, body).encode()):
+        return False
+    return int(parts[1]) > now
+
+
+def session_expiry(value: str) -> int:
+    """When a valid session ends (unix seconds)."""
+    return int(value.split(".")[1])
+
+
+def csrf_token(session: str, admin_key: str) -> str:
+    """The header value a mutating request of this session must carry: a cross-site page
+    cannot read it (it is only in the dashboard's own HTML) nor send a custom header without
+    a CORS preflight, which the router never grants."""
+    return _mac(admin_key, "csrf." + session)
+
+
+def _csrf_ok(headers: Iterable[tuple[bytes, bytes]], session: str, admin_key: str) -> bool:
+    expected = csrf_token(session, admin_key).encode()
+    for name, value in headers:
+        if name == CSRF_HEADER.encode():
+            return hmac.compare_digest(value.strip(), expected)
+    return False
+
+
+def session_cookie(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The session cookie's value among the request's ``Cookie`` headers (RFC 6265 section
+    5.4: ``name=value`` pairs separated by ``; ``)."""
+    for name, value in headers:
+        if name != b"cookie":
+            continue
+        for pair in value.decode("latin-1").split(";"):
+            key, sep, found = pair.strip().partition("=")
+            if sep and key == SESSION_COOKIE:
+                return found.strip()
+    return None
+
+
+def _check_metrics(headers: Iterable[tuple[bytes, bytes]], config: Config) -> None:
+    """``/metrics``: the admin key or ``METRICS_KEY``; open when neither exists."""
+    accepted = [
+        key.encode()
+        for key in (auth.key_for("/api", config.APIKEY, config.ADMIN_KEY), config.METRICS_KEY)
+        if key
+    ]
+    if not accepted:
+        return
+    presented = auth.presented_key(headers)
+    if presented is None:
+        raise _missing()
+    # Every candidate is compared, so the time taken does not say which one was close.
+    matches = [hmac.compare_digest(presented, key) for key in accepted]
+    if not any(matches):
+        raise AuthenticationError("invalid API key")
