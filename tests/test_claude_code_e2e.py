@@ -31,6 +31,7 @@ import trio
 from tests import fake_gemini
 from tests.claude_code import cli
 from tests.conftest import RouterProcess, StartFake
+from tests.fake_anthropic import FakeAnthropic
 from tests.fake_deepseek import FakeDeepSeek
 from tests.fake_gemini import FakeGemini
 from tests.fake_openai import FakeChatProvider, final_text
@@ -42,6 +43,8 @@ GEMINI_KEY = "AIzaSyE2E-fake-gemini-key-0123456789abc"
 OPENROUTER_MODELS = ["openai/gpt-5", "openai/o4-mini"]
 DEEPSEEK_MODELS = ["deepseek-chat", "deepseek-reasoner"]
 GEMINI_MODELS = ["gemini-3-pro-preview"]
+ANTHROPIC_KEY = "sk-ant-e2e-provider-key-0123456789"
+ANTHROPIC_MODELS = ["claude-sonnet-4-5"]
 PROMPT = "Write the marker file with Bash, then tell me what it says."
 # Anthropic-only request fields that no other provider understands.
 ANTHROPIC_ONLY = {"system", "thinking", "output_config", "context_management", "metadata"}
@@ -187,7 +190,13 @@ async def assert_router_records(
     async with httpx.AsyncClient(base_url=run.router.url) as client:
         response = await client.get(f"/api/usage/sessions/{run.session}")
     assert response.status_code == 200, response.text
-    assert response.json() == {
+    view = response.json()
+    # The view's token fields; its cost fields are the prices' tests' business.
+    for entry in view["providers"].values():
+        for name in ("costUsd", "unpricedRequests"):
+            entry.pop(name, None)
+    view.pop("costUsd", None)
+    assert view == {
         "sessionId": run.session,
         "providers": {
             provider: {
@@ -228,6 +237,16 @@ def openrouter_config(fake: FakeServer) -> dict[str, Any]:
         "api_key": OPENROUTER_KEY,
         "models": OPENROUTER_MODELS,
         "transformer": {"use": ["openrouter"]},
+    }
+
+
+def gemini_config(fake: FakeServer, models: list[str]) -> dict[str, Any]:
+    return {
+        "name": "gemini",
+        "api_base_url": fake.url + "/v1beta/models/",
+        "api_key": GEMINI_KEY,
+        "models": models,
+        "transformer": {"use": ["gemini"]},
     }
 
 
@@ -373,18 +392,11 @@ async def test_gemini_3_tool_round_trip_carries_the_thought_signature(
     marker, command = marker_command()
     provider = FakeGemini(GEMINI_KEY, GEMINI_MODELS, command)
     fake = await start_fake(provider)
-    gemini = {
-        "name": "gemini",
-        "api_base_url": fake.url + "/v1beta/models/",
-        "api_key": GEMINI_KEY,
-        "models": GEMINI_MODELS,
-        "transformer": {"use": ["gemini"]},
-    }
     run = await run_claude(
         tmp_path,
         router_process,
         claude_binary,
-        gemini,
+        gemini_config(fake, GEMINI_MODELS),
         {"default": "gemini,gemini-3-pro-preview"},
         provider,
     )
@@ -437,20 +449,15 @@ async def test_gemini_2_5_on_the_long_context_route(
     models = ["gemini-3-pro-preview", "gemini-2.5-flash"]
     provider = FakeGemini(GEMINI_KEY, models, command)
     fake = await start_fake(provider)
-    gemini = {
-        "name": "gemini",
-        "api_base_url": fake.url + "/v1beta/models/",
-        "api_key": GEMINI_KEY,
-        "models": models,
-        "transformer": {"use": ["gemini"]},
-    }
     rules = {
         "default": "gemini,gemini-3-pro-preview",
         # Claude Code's first request alone counts well over this.
         "longContext": "gemini,gemini-2.5-flash",
         "longContextThreshold": 2000,
     }
-    run = await run_claude(tmp_path, router_process, claude_binary, gemini, rules, provider)
+    run = await run_claude(
+        tmp_path, router_process, claude_binary, gemini_config(fake, models), rules, provider
+    )
 
     assert_marker(run, marker)
     streaming = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
@@ -459,6 +466,62 @@ async def test_gemini_2_5_on_the_long_context_route(
     assert "thinkingBudget" in thinking and "thinkingLevel" not in thinking
     lines = await request_log_lines(run, 2)
     assert all(" route=longContext " in line for line in lines), lines
+
+
+async def test_anthropic_passthrough_tool_round_trip(
+    tmp_path: Path,
+    start_fake: StartFake,
+    router_process: StartRouterProcess,
+    claude_binary: Path,
+) -> None:
+    """An Anthropic-compatible upstream (the ``anthropic`` format): Claude Code's own requests
+    go through with the route's model, beta fields and their ``anthropic-beta`` header intact."""
+    marker, command = marker_command()
+    provider = FakeAnthropic(ANTHROPIC_KEY, ANTHROPIC_MODELS, command)
+    fake = await start_fake(provider)
+    upstream = {
+        "name": "anthropic",
+        "api_base_url": fake.url + FakeAnthropic.path,
+        "api_key": ANTHROPIC_KEY,
+        "models": ANTHROPIC_MODELS,
+        "transformer": {"use": ["anthropic"]},
+    }
+    run = await run_claude(
+        tmp_path,
+        router_process,
+        claude_binary,
+        upstream,
+        {"default": f"anthropic,{ANTHROPIC_MODELS[0]}"},
+        provider,
+    )
+
+    assert_marker(run, marker)
+    assert [a.kind for a in provider.answers] == ["tool_use", "text"]
+    assert [r.target for r in fake.requests] == [FakeAnthropic.path] * 2
+    first, second = (r.json() for r in fake.requests)
+    for request, body in zip(fake.requests, (first, second), strict=True):
+        assert body["model"] == ANTHROPIC_MODELS[0]
+        assert body["stream"] is True
+        # The client's fields reach an Anthropic upstream as sent, beta ones with their header.
+        assert {"system", "thinking", "metadata", "context_management"} <= body.keys()
+        assert "context-management-2025-06-27" in request.headers["anthropic-beta"]
+        assert request.headers["x-api-key"] == ANTHROPIC_KEY
+    assert PROMPT in json.dumps(first["messages"][0])
+    # The tool call went back as sent, and the result answers it.
+    call = second["messages"][-2]
+    assert call["role"] == "assistant"
+    (tool_use,) = [b for b in call["content"] if b["type"] == "tool_use"]
+    assert tool_use["id"] == provider.answers[0].call_id
+    assert tool_use["input"]["command"] == command
+    (result,) = [b for b in second["messages"][-1]["content"] if b["type"] == "tool_result"]
+    assert result["tool_use_id"] == tool_use["id"]
+    # The key Claude Code presented never goes upstream.
+    for request in fake.requests:
+        assert "test-key" not in json.dumps(request.headers)
+    # The fake reports 12 input and 9 output tokens per answer (tests/capture_server.py).
+    await assert_router_records(
+        run, fake, "anthropic", requests=2, input_tokens=24, output_tokens=18, cache_read=0
+    )
 
 
 async def test_broken_stream_falls_back_to_a_non_streaming_request(

@@ -3,9 +3,10 @@
 Runs the user's own ``claude`` (``$CLAUDE_PATH``, else ``claude`` on ``PATH``) with
 ``ANTHROPIC_BASE_URL`` pointed at the router, the router's key as ``ANTHROPIC_AUTH_TOKEN`` (sent
 as ``Authorization: Bearer``, which Claude Code uses without asking, unlike ``ANTHROPIC_API_KEY``)
-and ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` (no telemetry or update checks to Anthropic;
-https://docs.anthropic.com/en/docs/claude-code/settings#environment-variables). When no router
-answers at the config's address, one is started for the run and stopped after it.
+``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` (no telemetry or update checks to Anthropic;
+https://docs.anthropic.com/en/docs/claude-code/settings#environment-variables) and
+``CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1`` (``/model`` lists the router's models). When no
+router answers at the config's address, one is started for the run and stopped after it.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def claude_env(url: str, key: str) -> dict[str, str]:
     env.pop("ANTHROPIC_API_KEY", None)
     env["ANTHROPIC_AUTH_TOKEN"] = os.environ.get("ANTHROPIC_AUTH_TOKEN") or key or "trio-router"
     env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+    # The /model picker lists the gateway's GET /v1/models only with this set (read from the
+    # CLI's code; tests/test_model_picker.py drives it). Claude-named models only.
+    env.setdefault("CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY", "1")
     return env
 
 
