@@ -169,4 +169,21 @@ def run(
         if result["status"] != "ok" or result["error_count"]:
             result["log_tail"] = running.log_tail()
         results["gateways"][name] = result
+    results["longContext_cost"] = _rule_cost(results["gateways"])
     return results
+
+
+def _rule_cost(measured: dict[str, Any]) -> dict[str, float] | None:
+    """What the ``longContext`` rule adds per request (CPU ms at p50, by kind): the router's
+    figure less ``router-nolc``'s, both from this run, so the machine's load cancels out."""
+    with_rule, without = measured.get("router"), measured.get("router-nolc")
+    if not with_rule or not without:
+        return None
+    if with_rule["status"] != "ok" or without["status"] != "ok":
+        return None
+    cost = {}
+    for kind in KINDS:
+        a, b = with_rule.get(kind, {}).get("cpu_ms_p50"), without.get(kind, {}).get("cpu_ms_p50")
+        if a is not None and b is not None:
+            cost[kind] = round(a - b, 2)
+    return cost

@@ -30,6 +30,8 @@ class Spec(NamedTuple):
     upstream: (
         str  # the fake's wire format the gateway is configured for: openai | deepseek | gemini
     )
+    # The router's bare config (no keys, no cap, no metrics key): only for comparison.
+    bare: bool = False
 
 
 SPECS: dict[str, Spec] = {
@@ -39,6 +41,7 @@ SPECS: dict[str, Spec] = {
     "router2": Spec("router", 2, "openai"),
     "router-deepseek": Spec("router", 1, "deepseek"),
     "router-gemini": Spec("router", 1, "gemini"),
+    "router-bare": Spec("router", 1, "openai", bare=True),
     "ccr": Spec("ccr", 1, "openai"),
     "ccr-deepseek": Spec("ccr", 1, "deepseek"),
     "ccr-gemini": Spec("ccr", 1, "gemini"),
@@ -96,6 +99,74 @@ def ccr_style_config(
         ],
         "Router": {"default": f"fake,{model}", **(rules or {})},
     }
+
+
+# The router runs as operators run it: clients present a client key (created at start, with
+# every kind of limit set, high enough never to refuse the bench), the shared APIKEY is for the
+# harness's own probes, /api/* takes ADMIN_KEY, metrics are recorded (their default) and
+# /metrics takes METRICS_KEY, retries and the breaker are at their defaults, and the open-stream
+# cap is set for the largest tested level. Logging stays off, as for CCR.
+APIKEY = "bench"
+ADMIN_KEY = "bench-admin"
+METRICS_KEY = "bench-metrics"
+MAX_OPEN_STREAMS = 1100
+CLIENT_LIMITS = {
+    "rpm": 10_000_000,
+    "tpm": 10_000_000_000,
+    "concurrent": 100_000,
+    "budget_tokens": 10_000_000_000_000,
+}
+
+
+def router_config(
+    port: int,
+    fake_port: int,
+    upstream: str,
+    rules: dict[str, object] | None = None,
+    bare: bool = False,
+) -> dict[str, object]:
+    """The router's config: production-like (see :data:`CLIENT_LIMITS`) unless ``bare``."""
+    config = ccr_style_config(port, fake_port, upstream, rules)
+    if bare:
+        # Nothing recorded for Prometheus either (metrics.py's switch; on by default).
+        config["METRICS"] = False
+        return config
+    providers = config["Providers"]
+    assert isinstance(providers, list)
+    for provider in providers:
+        provider.update(retries=2, retry_budget_ms=30_000)
+    config.update(
+        APIKEY=APIKEY,
+        ADMIN_KEY=ADMIN_KEY,
+        METRICS_KEY=METRICS_KEY,
+        MAX_OPEN_STREAMS=MAX_OPEN_STREAMS,
+        BREAKER_FAILURES=5,
+        BREAKER_COOLDOWN_MS=30_000,
+    )
+    return config
+
+
+def client_key(port: int, timeout: float = 10.0) -> str:
+    """A new client key with :data:`CLIENT_LIMITS`, created through ``POST /api/keys``."""
+    body = json.dumps({"name": "bench", "user": "bench", "limits": CLIENT_LIMITS})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(
+            "POST",
+            "/api/keys",
+            body=body,
+            headers={"content-type": "application/json", "x-api-key": ADMIN_KEY},
+        )
+        response = conn.getresponse()
+        answer = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise Unavailable(f"cannot create a client key: {exc}") from exc
+    finally:
+        conn.close()
+    if response.status != 201:
+        raise Unavailable(f"POST /api/keys answered {response.status}: {answer[:300]!r}")
+    secret: str = json.loads(answer)["key"]
+    return secret
 
 
 def litellm_config(fake_port: int, model_name: str) -> str:
@@ -188,7 +259,7 @@ def prepare(
             )
         config = home / "config.json"
         config.write_text(
-            json.dumps(ccr_style_config(port, fake_port, spec.upstream, rules), indent=2)
+            json.dumps(router_config(port, fake_port, spec.upstream, rules, spec.bare), indent=2)
         )
         argv = [
             sys.executable,

@@ -111,9 +111,18 @@ ANTHROPIC_MODEL = "claude-sonnet-4-5"
 
 
 def build_target(
-    protocol: str, host: str, port: int, stream: bool, path: str | None, expect: int, model: str
+    protocol: str,
+    host: str,
+    port: int,
+    stream: bool,
+    path: str | None,
+    expect: int,
+    model: str,
+    key: str = "bench",
 ) -> Target:
-    """The request a client of each protocol sends; kept small so per-chunk cost dominates."""
+    """The request a client of each protocol sends, presenting ``key``; kept small so per-chunk
+    cost dominates."""
+    secret = key.encode()
     if protocol == "anthropic":
         # https://docs.anthropic.com/en/api/messages
         body: dict[str, Any] = {
@@ -123,14 +132,14 @@ def build_target(
             "system": "You are a load test. Answer briefly.",
             "messages": [{"role": "user", "content": "Write a short poem about latency."}],
         }
-        headers = b"x-api-key: bench\r\nanthropic-version: 2023-06-01\r\n"
+        headers = b"x-api-key: %b\r\nanthropic-version: 2023-06-01\r\n" % secret
         path = path or "/v1/messages"
         end = b"message_stop" if stream else b'"stop_reason"'
     elif protocol == "gemini":
         body = {
             "contents": [{"role": "user", "parts": [{"text": "Write a short poem about latency."}]}]
         }
-        headers = b"x-goog-api-key: bench\r\n"
+        headers = b"x-goog-api-key: %b\r\n" % secret
         verb = "streamGenerateContent?alt=sse" if stream else "generateContent"
         path = path or f"/v1beta/models/{model or 'gemini-bench'}:{verb}"
         end = b"finishReason"
@@ -145,7 +154,7 @@ def build_target(
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
-        headers = b"authorization: Bearer bench\r\n"
+        headers = b"authorization: Bearer %b\r\n" % secret
         path = path or "/v1/chat/completions"
         end = b"[DONE]" if stream else b'"finish_reason"'
     payload = msgspec.json.encode(body)
@@ -500,11 +509,19 @@ def main(argv: list[str] | None = None) -> None:
         "--start-at", type=float, default=0.0, help="wall-clock start (default: now)"
     )
     parser.add_argument("--expect-chunks", type=int, default=0, help="markers in a complete stream")
+    parser.add_argument("--key", default="bench", help="the API key the requests present")
     args = parser.parse_args(argv)
     protocol = "openai" if args.protocol == "deepseek" else args.protocol
     path = args.path or ("/deepseek/v1/chat/completions" if args.protocol == "deepseek" else None)
     target = build_target(
-        protocol, args.host, args.port, not args.no_stream, path, args.expect_chunks, args.model
+        protocol,
+        args.host,
+        args.port,
+        not args.no_stream,
+        path,
+        args.expect_chunks,
+        args.model,
+        args.key,
     )
     start_at = args.start_at or time.time()
     gen = LoadGen(

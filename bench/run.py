@@ -29,7 +29,8 @@ from .loadgen import Stats, percentile
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_GATEWAYS = (
-    "router,router2,plain,ccr,litellm,router-deepseek,router-gemini,ccr-deepseek,ccr-gemini"
+    "router,router-bare,router2,plain,ccr,litellm,router-deepseek,router-gemini,ccr-deepseek,"
+    "ccr-gemini"
 )
 
 
@@ -155,6 +156,8 @@ class Bench:
         self.fake_port = gateways.free_port()
         self.fakes: list[subprocess.Popen[bytes]] = []
         self.stream_seconds = plan.chunks * plan.interval_ms / 1000
+        # The key the load generators present: the current gateway's client key, if it has one.
+        self.key = gateways.APIKEY
 
     # --- processes ------------------------------------------------------------------------
 
@@ -267,6 +270,8 @@ class Bench:
                 repr(start_at),
                 "--expect-chunks",
                 str(expect),
+                "--key",
+                self.key,
             ]
             if not stream:
                 argv.append("--no-stream")
@@ -431,6 +436,8 @@ class Bench:
         try:
             if running is not None:
                 gateways.wait_ready(running, launch.ready_timeout)
+                if spec.family == "router" and not spec.bare:
+                    self.key = gateways.client_key(port)
             # Warm-up (not recorded): JITs, connection pools and lazy imports.
             self.phase(
                 port, protocol, True, 10, 1.0 if p.quick else 2.0, p.chunks, loadgen_cpus, pids
@@ -468,6 +475,7 @@ class Bench:
         except gateways.Unavailable as exc:
             result.update(status="error", error=str(exc))
         finally:
+            self.key = gateways.APIKEY
             if name == "direct" and self.side_cpus is not None:
                 self._pin_fakes(self.side_cpus)
             if running is not None:
@@ -527,7 +535,7 @@ def run(plan: Plan, out_dir: Path, command: str) -> dict[str, Any]:
             results["micro"] = {"error": micro.stderr.decode("utf-8", "replace")[-1000:]}
     bench.start_fake()
     try:
-        cc_names = [n for n in ("router", "ccr") if n in plan.gateways]
+        cc_names: list[str] = [n for n in ("router", "ccr") if n in plan.gateways]
         if plan.claude_code and cc_names:
             print("claude code-sized requests", flush=True)
             if "router" in cc_names:
