@@ -19,7 +19,18 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from . import __version__, api_keys, config_store, connections, custom_router, logs, models_api
+from . import (
+    __version__,
+    api_keys,
+    config_store,
+    connections,
+    custom_router,
+    dashboard_api,
+    logs,
+    metrics,
+    models_api,
+    ui,
+)
 from .config import Config, ConfigError, LoadedConfig, default_config_path, load
 from .errors import (
     InvalidRequestError,
@@ -70,6 +81,7 @@ def quart_app(state: State) -> QuartTrio:
     app = QuartTrio("trio_router")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     api_keys.register(app, state)
+    metrics.register(app, state)
     models_api.register(app, state)
 
     reloader = Reloader(state, _config_path(state))
@@ -86,13 +98,16 @@ def quart_app(state: State) -> QuartTrio:
     async def close_upstream() -> None:
         reloader.scope.cancel()
         await state.upstream.aclose()
+        await state.usage.aclose()  # commits the usage still pending
 
     @app.before_request
     async def check_auth() -> Response | None:
         g.started = time.perf_counter()
         headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in request.headers.items()]
         try:
-            await state.access.check_path(request.path, headers, state.runtime.config)
+            await state.access.check_path(
+                request.path, headers, state.runtime.config, request.method
+            )
         except RouterError as error:
             return _error(error)
         return None
@@ -166,7 +181,7 @@ def quart_app(state: State) -> QuartTrio:
                 raise ConfigError(config_store.SOURCE, problems)
 
         try:
-            backup, _ = await trio.to_thread.run_sync(
+            backup, raw = await trio.to_thread.run_sync(
                 partial(
                     config_store.write,
                     path,
@@ -185,6 +200,10 @@ def quart_app(state: State) -> QuartTrio:
         logger.info("config written to %s (backup %s)", path, backup)
         # Applied here before the answer; the other workers see the file change.
         outcome = await reloader.reload(POST)
+        # With a shared store, every other node writes and applies it too (reload.py).
+        unshared = await reloader.share(raw)
+        if unshared:
+            outcome.warnings = [*outcome.warnings, unshared]
         if outcome.applied:
             message = f"Configuration updated and {outcome.message}."
             if outcome.restart_required:
@@ -253,7 +272,11 @@ class RouterApp:
     def __init__(self, state: State) -> None:
         self.state = state
         self.messages = MessagesHandler(state)
-        self.quart = connections.Connections(quart_app(state), state.bodies)
+        quart = quart_app(state)
+        ui.register(quart, state)
+        # The dashboard's open-streams figure is this worker's count (messages.py keeps it).
+        dashboard_api.register(quart, state, self.messages.reliability)
+        self.quart = connections.Connections(quart, state.bodies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -276,6 +299,7 @@ def create_app(loaded: LoadedConfig | None = None) -> RouterApp:
         level=config.LOG_LEVEL,
         directory=data_dir(loaded) / "logs",
         secrets=config_secrets(config),
+        log_format=config.LOG_FORMAT,
     )
     if loaded.path is not None:
         try:

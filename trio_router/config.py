@@ -181,6 +181,8 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     LOG_FORMAT: Literal["text", "json"] = "text"
     # A key that opens only ``GET /metrics`` (Prometheus' scraper); the admin key opens it too.
     METRICS_KEY: str = ""
+    # Prometheus metrics (metrics.py): false turns off their recording and ``GET /metrics``.
+    METRICS: bool = True
     # USD prices that override or add to the price library's, by ``"provider,model"`` or by a
     # model name for every provider: {"my-model": {"input": 0.5, "output": 1.5}} per MTok.
     prices: dict[str, Price] = {}
@@ -600,7 +602,8 @@ def decode_json(text: str | bytes, source: str) -> dict[str, Any]:
 
 
 def apply_env_overrides(config: Config, env: dict[str, str]) -> Config:
-    """``PORT`` and ``HOST`` in the environment override the file, as the seed README says."""
+    """``PORT`` and ``HOST`` in the environment override the file, as the seed README says;
+    ``STORE_URL`` too."""
     changes: dict[str, Any] = {}
     if env.get("HOST"):
         problem = host_problem(env["HOST"])
@@ -612,6 +615,8 @@ def apply_env_overrides(config: Config, env: dict[str, str]) -> Config:
             changes["PORT"] = int(env["PORT"])
         except ValueError:
             raise ConfigError("environment", [f"PORT: not a number: {env['PORT']!r}"]) from None
+    if env.get("STORE_URL"):
+        changes["STORE_URL"] = env["STORE_URL"]  # each node's own database URL and password
     return msgspec.structs.replace(config, **changes) if changes else config
 
 

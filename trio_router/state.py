@@ -14,6 +14,8 @@ from .intake import BodyLimits
 from .keys import Access
 from .limits import Limiter
 from .masking import Redactor, config_secrets
+from .metrics import Labels
+from .prices import Prices
 from .routing import Router
 from .store import Store, open_store
 from .transformers import Transformers
@@ -40,6 +42,8 @@ class Runtime:
         self.redact = Redactor(config_secrets(loaded.config))
         # When this config began to serve: the models list's `created_at`.
         self.created_at = time.time()
+        self.prices = Prices(loaded.config)  # each request's cost (prices.py)
+        self.labels = Labels(loaded.config)  # the metrics' bounded label values
 
 
 class State:
@@ -59,7 +63,7 @@ class State:
         self.log_secrets = set(config_secrets(loaded.config))
         # Usage, client keys and the counts of their limits, shared by every worker; the
         # attribute keeps the name it had when the store held only usage.
-        self.usage: Store = open_store(directory)
+        self.usage: Store = open_store(directory, loaded.config.STORE_URL)
         self.access = Access(self.usage)
         self.limits = Limiter(self.usage)
         # Shared by every connection of this worker: the budget counts across all of them.
