@@ -33,6 +33,9 @@ _PROVIDER_IDS: Final = (
 )
 
 PER_TOKEN: Final = 1e-6  # the config's prices are USD per million tokens
+# Lookups kept per config: a client may name any model ("provider,model"), so the cache is
+# bounded; past it a lookup is made each time.
+MAX_CACHED: Final = 4096
 
 
 def _override(price: Price, tokens: tuple[int, int, int, int]) -> float:
@@ -93,7 +96,8 @@ class Prices:
         ) or self._overrides.get(model)
         if found is None:
             found = _library_price(self._providers.get(provider), model)
-        self._found[key] = found
+        if len(self._found) < MAX_CACHED:
+            self._found[key] = found
         return found
 
     def cost(
