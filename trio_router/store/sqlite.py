@@ -1,10 +1,20 @@
 """The store in one SQLite file (WAL mode), shared by the workers of one host.
 
 Each thread has its own connection, and every call runs in a worker thread (one at a time per
-process, through a limiter) so the event loop never waits on the disk. Every change is one
+process, through a limiter) so the event loop never waits on the disk. Every change runs inside a
 ``BEGIN IMMEDIATE`` transaction: it takes SQLite's write lock before it reads, so the check and
-the write of a limit cannot interleave with another worker's. A started call always finishes
-(``trio.to_thread.run_sync`` does not abandon its thread), so no write is lost to a cancel.
+the write of a limit cannot interleave with another worker's.
+
+Changes are group-committed: a change (``admit``, ``record``, ``take_slot``...) that arrives
+while a transaction is in flight joins the next one, which runs the waiting changes (up to
+``BATCH_CALLS``) in arrival order, each in a savepoint of its own. So a burst of requests pays
+one thread trip and one commit per batch instead of one per call (round 2 measured 1000 queued
+admits at 1.15 ms of CPU and up to 4 s of wait each), while every change sees exactly the rows
+of those before it, as one after the other would: no decision changes. A change that arrives
+alone runs at once (nothing waits for company), and one that raises rolls back only its own
+savepoint. A caller gets its answer once its batch has committed; a batch once started always
+commits, and a ``record()`` handed in is committed even if its caller is cancelled, so no usage
+is lost to a cancel.
 
 Each transaction is written as the rows PostgreSQL would hold too: ``BEGIN IMMEDIATE`` stands
 for PostgreSQL's ``SELECT ... FOR UPDATE`` on the key's or provider's rows (or an advisory lock).
@@ -17,11 +27,12 @@ import math
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 import trio
@@ -118,6 +129,10 @@ SELECT COUNT(*) FROM slot_waiters w LEFT JOIN held h ON h.key_id = w.key_id
 WHERE w.provider = ? AND w.id != ?
   AND (COALESCE(h.n, 0) < ? OR (COALESCE(h.n, 0) = ? AND w.since < ?))
 """
+
+# The most calls one transaction runs: a burst is answered in batches of this many, so that the
+# first callers need not wait for the last (the thread trip and commit are then ~1/64 of a call).
+BATCH_CALLS = 64
 
 # A waiter polls well within this; one whose worker died leaves the queue by itself.
 WAITER_TTL = 3.0
@@ -219,11 +234,42 @@ def _json_or_null(value: list[str] | None) -> bytes | None:
     return None if value is None else msgspec.json.encode(value)
 
 
+Body = Callable[[sqlite3.Connection, float], T]
+
+
+class _Call(Generic[T]):
+    """One caller's transaction body, and what it gave (set once its batch has run)."""
+
+    __slots__ = ("body", "error", "result")
+
+    def __init__(self, body: Body[T]) -> None:
+        self.body = body
+        self.result: T
+        self.error: Exception | None = None
+
+
+class _Batch:
+    """Calls committed together in arrival order. ``ahead`` is the batch queued before this
+    one (its callers wait for it rather than for every commit); ``started`` once taken,
+    ``done`` when its transaction ended (or it was left empty), ``error`` what ended it when it
+    did not commit."""
+
+    def __init__(self, ahead: _Batch | None) -> None:
+        self.calls: list[_Call[Any]] = []
+        self.ahead = ahead
+        self.started = False
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+
+
 class SQLiteStore(Store):
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
         self._local = threading.local()
         self._limiter = trio.CapacityLimiter(1)
+        # The batches waiting, oldest first; calls join the last one (never empty).
+        self._queue: deque[_Batch] = deque([_Batch(None)])
+        self._in_flight: _Batch | None = None  # the batch whose transaction runs now
         conn = self._connect()
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -252,20 +298,122 @@ class SQLiteStore(Store):
         """One statement, in autocommit mode."""
         return await trio.to_thread.run_sync(self._run_query, sql, params, limiter=self._limiter)
 
-    def _run_transaction(self, body: Callable[[sqlite3.Connection, float], T]) -> T:
+    def _run_batch(self, calls: list[_Call[Any]]) -> None:
+        """Every call's body in one write transaction, in order, each with its own clock
+        reading. With company, each body runs in a savepoint, so one that raises leaves the
+        others' rows (and its own error to its caller); alone, it is today's one transaction."""
         conn = self._conn()
+        alone = len(calls) == 1
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = body(conn, time.time())
+            for call in calls:
+                if alone:
+                    call.result = call.body(conn, time.time())
+                    continue
+                conn.execute("SAVEPOINT call")
+                try:
+                    call.result = call.body(conn, time.time())
+                except Exception as error:
+                    conn.execute("ROLLBACK TO call")
+                    call.error = error
+                conn.execute("RELEASE call")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # An I/O error may have rolled the transaction back already.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        return result
 
-    async def _transaction(self, body: Callable[[sqlite3.Connection, float], T]) -> T:
-        """``body(connection, now)`` in one write transaction, committed unless it raises."""
-        return await trio.to_thread.run_sync(self._run_transaction, body, limiter=self._limiter)
+    async def _transaction(self, body: Body[T], must_land: bool = False) -> T:
+        """``body(connection, now)`` in the next write transaction, committed unless it raises.
+
+        A call queued behind others may be cancelled while it waits, and then never runs (as
+        a wait for the limiter could be before); with ``must_land`` it cannot, so a record
+        handed in is always written. A call whose batch has started, or that starts one at
+        once, runs to the commit and returns its result (the cancel is seen at the caller's
+        next checkpoint).
+        """
+        call: _Call[T] = _Call(body)
+        batch = self._queue[-1]
+        if len(batch.calls) >= BATCH_CALLS:
+            batch = _Batch(batch)
+            self._queue.append(batch)
+        batch.calls.append(call)
+        if self._ahead(batch) is not None:
+            try:
+                with trio.CancelScope(shield=must_land):
+                    while not batch.started and await self._wait_turn(batch):
+                        pass
+            except trio.Cancelled:
+                if not batch.started:
+                    batch.calls.remove(call)
+                    if not batch.calls and batch is not self._queue[-1]:
+                        batch.done.set()  # nothing to commit: the batches behind need not wait
+                    raise
+        else:
+            await self._flush_step()  # nothing ahead: at once, and with no cancel scope to pay
+        if not batch.done.is_set():
+            with trio.CancelScope(shield=True):
+                while not batch.done.is_set():
+                    if not await self._wait_turn(batch):
+                        await self._flush_step()
+        if batch.error is not None:
+            raise batch.error
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def _ahead(self, batch: _Batch) -> _Batch | None:
+        """What ``batch`` waits for: the batch queued before it, or the one in flight."""
+        if batch.ahead is not None and not batch.ahead.done.is_set():
+            return batch.ahead
+        return self._in_flight if self._in_flight is not batch else None
+
+    async def _wait_turn(self, batch: _Batch) -> bool:
+        """Wait for what ``batch`` waits for to end; False when there is nothing to wait for
+        (the next batch may start)."""
+        ahead = self._ahead(batch)
+        if ahead is None:
+            return False
+        await ahead.done.wait()
+        return True
+
+    async def _flush_step(self) -> None:
+        """Wait for the transaction in flight to end, or else run the oldest batch waiting."""
+        if self._in_flight is not None:
+            await self._in_flight.done.wait()
+            return
+        taken = self._queue.popleft()
+        if not self._queue:
+            self._queue.append(_Batch(None))
+        if not taken.calls:
+            taken.done.set()
+            return
+        self._in_flight = taken
+        taken.started = True
+        taken.ahead = None  # done: a queue that never empties keeps no chain of old batches
+        try:
+            try:
+                await trio.to_thread.run_sync(self._run_batch, taken.calls, limiter=self._limiter)
+            except trio.Cancelled:
+                # Only the wait for the limiter is cancellable (a started thread is never
+                # abandoned): the batch has not run yet, and runs all the same; the caller sees
+                # the cancel at its next checkpoint.
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(
+                        self._run_batch, taken.calls, limiter=self._limiter
+                    )
+        except BaseException as error:
+            taken.error = error
+        finally:
+            self._in_flight = None
+            taken.done.set()
+
+    async def aclose(self) -> None:
+        # Calls handed in are committed before the worker stops, even on a cancelled shutdown.
+        with trio.CancelScope(shield=True):
+            while self._in_flight is not None or any(b.calls for b in self._queue):
+                await self._flush_step()
 
     # Usage per session and provider.
 
@@ -348,7 +496,7 @@ class SQLiteStore(Store):
             if entry.lease is not None:
                 conn.execute("DELETE FROM leases WHERE id = ?", (entry.lease,))
 
-        await self._transaction(body)
+        await self._transaction(body, must_land=True)
 
     async def session(self, session: str) -> SessionUsage | None:
         rows = await self._query(
@@ -622,7 +770,10 @@ class SQLiteStore(Store):
         return await self._transaction(body)
 
     async def leave_queue(self, lease: str) -> None:
-        await self._query("DELETE FROM slot_waiters WHERE id = ?", (lease,))
+        def body(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute("DELETE FROM slot_waiters WHERE id = ?", (lease,))
+
+        await self._transaction(body)
 
     async def heartbeat(self, leases: list[str], lease_ttl: float) -> None:
         def body(conn: sqlite3.Connection, now: float) -> None:
