@@ -667,28 +667,37 @@ class SQLiteStore(Store):
                 conn.execute(
                     "DELETE FROM rate_events WHERE key_id = ? AND at <= ?", (key.id, now - WINDOW)
                 )
+            # Counted in SQL first; the window's rows are read only for a refusal's retry-after
+            # (a key far under its limit has up to rpm rows in the window, read on every admit).
             if limits.rpm is not None:
-                starts = conn.execute(
-                    "SELECT at FROM rate_events WHERE key_id = ? AND requests > 0 ORDER BY at",
+                (started,) = conn.execute(
+                    "SELECT COUNT(*) FROM rate_events WHERE key_id = ? AND requests > 0",
                     (key.id,),
-                ).fetchall()
-                if len(starts) >= limits.rpm:
+                ).fetchone()
+                if started >= limits.rpm:
                     # Free once all but rpm - 1 of them have left the window.
-                    frees = starts[len(starts) - limits.rpm][0] + WINDOW
-                    return Refusal("rpm", _seconds(frees, now))
+                    (oldest,) = conn.execute(
+                        "SELECT at FROM rate_events WHERE key_id = ? AND requests > 0"
+                        " ORDER BY at LIMIT 1 OFFSET ?",
+                        (key.id, started - limits.rpm),
+                    ).fetchone()
+                    return Refusal("rpm", _seconds(oldest + WINDOW, now))
             if limits.tpm is not None:
-                spent = conn.execute(
-                    "SELECT at, tokens FROM rate_events WHERE key_id = ? AND tokens > 0"
-                    " ORDER BY at",
+                (total,) = conn.execute(
+                    "SELECT COALESCE(SUM(tokens), 0) FROM rate_events"
+                    " WHERE key_id = ? AND tokens > 0",
                     (key.id,),
-                ).fetchall()
-                total = sum(tokens for _, tokens in spent)
-                for at, tokens in spent:
-                    if total < limits.tpm:
-                        break
-                    total -= tokens
-                    if total < limits.tpm:
-                        return Refusal("tpm", _seconds(at + WINDOW, now))
+                ).fetchone()
+                if total >= limits.tpm:
+                    spent = conn.execute(
+                        "SELECT at, tokens FROM rate_events WHERE key_id = ? AND tokens > 0"
+                        " ORDER BY at",
+                        (key.id,),
+                    )
+                    for at, tokens in spent:
+                        total -= tokens
+                        if total < limits.tpm:
+                            return Refusal("tpm", _seconds(at + WINDOW, now))
             if limits.budget_tokens is not None:
                 first_day, ends = _budget_period(now, limits.budget_period)
                 used = conn.execute(
