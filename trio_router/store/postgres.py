@@ -41,22 +41,14 @@ from ..config import ConfigError
 from ..masking import url_secrets
 from . import (
     ClientKey,
-    ErrorEntry,
     KeyChanges,
-    KeyName,
-    KeyProviderUsage,
-    KeyUsage,
-    Limits,
-    ProviderUsage,
     Refusal,
     RequestRecord,
-    SessionUsage,
     SharedConfig,
-    Store,
     TimelineRow,
-    UserUsage,
 )
 from .sqlite import WAITER_TTL, WINDOW, _budget_period, _day, _seconds
+from .views import KEY_COLUMNS, SQLViews, client_key
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -137,10 +129,6 @@ DELETE FROM request_errors WHERE id <= (
     SELECT id FROM request_errors ORDER BY id DESC OFFSET {KEPT_ERRORS} LIMIT 1)
 """
 
-_KEY_COLUMNS = (
-    "id, name, user_name, prefix, secret_hash, limits, routes, models, expires_at, disabled,"
-    " created_at"
-)
 
 # The waiters ahead of one request in a provider's queue (sqlite.py's _AHEAD).
 _AHEAD = """
@@ -193,30 +181,8 @@ def _redacted(text: str, url: str) -> str:
     return text
 
 
-def _client_key(row: Row) -> ClientKey:
-    return ClientKey(
-        id=row[0],
-        name=row[1],
-        user=row[2],
-        prefix=row[3],
-        secret_hash=row[4],
-        limits=msgspec.json.decode(row[5], type=Limits),
-        routes=msgspec.json.decode(row[6], type=list[str]) if row[6] is not None else None,
-        models=msgspec.json.decode(row[7], type=list[str]) if row[7] is not None else None,
-        expires_at=row[8],
-        disabled=bool(row[9]),
-        created_at=row[10],
-    )
-
-
 def _json_or_null(value: list[str] | None) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
-
-
-def _cost_sum(costs: Iterator[float | None]) -> float | None:
-    """Sum of the priced ones; None when none was priced."""
-    priced = [cost for cost in costs if cost is not None]
-    return math.fsum(priced) if priced else None
 
 
 class _Totals:
@@ -244,7 +210,9 @@ class _Batch:
         self.error: BaseException | None = None
 
 
-class PostgresStore(Store):
+class PostgresStore(SQLViews):
+    PARAM = "%s"  # psycopg's parameter mark (views.py)
+
     def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
         """Connects, and migrates the schema; raises ConfigError when the database cannot be
         reached or the URL is not one (the message never holds the password)."""
@@ -455,93 +423,13 @@ class PostgresStore(Store):
                 )
                 cur.execute(_PRUNE_ERRORS)
 
-    async def session(self, session: str) -> SessionUsage | None:
-        rows = await self._query(
-            "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests,"
-            " cost_usd, unpriced_requests FROM usage WHERE session = %s ORDER BY provider",
-            (session,),
-        )
-        return _session(session, rows) if rows else None
-
-    async def sessions(self) -> list[SessionUsage]:
-        rows = await self._query(
-            "SELECT session, provider, input_tokens, output_tokens, cache_read_tokens, requests,"
-            " cost_usd, unpriced_requests FROM usage ORDER BY session, provider"
-        )
-        grouped: dict[str, list[Row]] = {}
-        for row in rows:
-            grouped.setdefault(row[0], []).append(row[1:])
-        return [_session(name, session_rows) for name, session_rows in grouped.items()]
-
-    async def totals(self) -> dict[str, object]:
-        rows = await self._query(
-            "SELECT provider, SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),"
-            " SUM(requests), SUM(cost_usd), SUM(unpriced_requests) FROM usage"
-            " GROUP BY provider ORDER BY provider"
-        )
-        sessions = await self._query("SELECT COUNT(DISTINCT session) FROM usage")
-        total = _session("total", rows)
-        return {
-            "providers": msgspec.to_builtins(total.providers),
-            "totalInputTokens": total.total_input_tokens,
-            "totalOutputTokens": total.total_output_tokens,
-            "totalRequests": total.total_requests,
-            "costUsd": total.cost_usd,
-            "sessions": sessions[0][0],
-        }
-
-    async def delete(self, session: str) -> bool:
-        rows = await self._query("DELETE FROM usage WHERE session = %s RETURNING 1", (session,))
-        return bool(rows)
-
     # Usage per key and user.
-
-    async def key_usage(self, key_id: str) -> KeyUsage | None:
-        keys = await self._query("SELECT name, user_name FROM client_keys WHERE id = %s", (key_id,))
-        if not keys:
-            return None
-        rows = await self._query(
-            "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests, errors,"
-            " rate_limited, cost_usd, unpriced_requests FROM key_usage WHERE key_id = %s"
-            " ORDER BY provider",
-            (key_id,),
-        )
-        providers, (inputs, outputs, requests, errors, limited), cost = _key_rows(rows)
-        return KeyUsage(
-            key_id,
-            keys[0][0],
-            keys[0][1],
-            providers,
-            inputs,
-            outputs,
-            requests,
-            errors,
-            limited,
-            cost,
-        )
-
-    async def user_usage(self, user: str) -> UserUsage | None:
-        keys = await self._query(
-            "SELECT id, name FROM client_keys WHERE user_name = %s ORDER BY created_at", (user,)
-        )
-        rows = await self._query(
-            "SELECT provider, SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),"
-            " SUM(requests), SUM(errors), SUM(rate_limited), SUM(cost_usd),"
-            " SUM(unpriced_requests) FROM key_usage WHERE user_name = %s"
-            " GROUP BY provider ORDER BY provider",
-            (user,),
-        )
-        if not keys and not rows:
-            return None
-        providers, (inputs, outputs, requests, errors, limited), cost = _key_rows(rows)
-        names = [KeyName(k[0], k[1]) for k in keys]
-        return UserUsage(user, names, providers, inputs, outputs, requests, errors, limited, cost)
 
     # Client keys.
 
     async def create_key(self, key: ClientKey) -> None:
         await self._query(
-            f"INSERT INTO client_keys ({_KEY_COLUMNS})"
+            f"INSERT INTO client_keys ({KEY_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 key.id,
@@ -558,31 +446,10 @@ class PostgresStore(Store):
             ),
         )
 
-    async def keys(self) -> list[ClientKey]:
-        rows = await self._query(
-            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE deleted_at IS NULL"
-            " ORDER BY created_at, id"
-        )
-        return [_client_key(row) for row in rows]
-
-    async def key(self, key_id: str) -> ClientKey | None:
-        rows = await self._query(
-            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE id = %s AND deleted_at IS NULL",
-            (key_id,),
-        )
-        return _client_key(rows[0]) if rows else None
-
-    async def key_by_hash(self, secret_hash: str) -> ClientKey | None:
-        rows = await self._query(
-            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE secret_hash = %s AND deleted_at IS NULL",
-            (secret_hash,),
-        )
-        return _client_key(rows[0]) if rows else None
-
     async def update_key(self, key_id: str, changes: KeyChanges) -> ClientKey | None:
         def body(cur: Cursor, now: float) -> ClientKey | None:
             rows = cur.execute(
-                f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE id = %s AND deleted_at IS NULL"
+                f"SELECT {KEY_COLUMNS} FROM client_keys WHERE id = %s AND deleted_at IS NULL"
                 " FOR UPDATE",
                 (key_id,),
             ).fetchall()
@@ -593,7 +460,7 @@ class PostgresStore(Store):
                 for name in KeyChanges.__struct_fields__
                 if (value := getattr(changes, name)) is not msgspec.UNSET
             }
-            key = msgspec.structs.replace(_client_key(rows[0]), **fields)
+            key = msgspec.structs.replace(client_key(rows[0]), **fields)
             cur.execute(
                 "UPDATE client_keys SET name = %s, limits = %s, routes = %s, models = %s,"
                 " expires_at = %s, disabled = %s WHERE id = %s",
@@ -610,20 +477,6 @@ class PostgresStore(Store):
             return key
 
         return await self._transaction(None, body)
-
-    async def delete_key(self, key_id: str) -> bool:
-        rows = await self._query(
-            "UPDATE client_keys SET deleted_at = %s WHERE id = %s AND deleted_at IS NULL"
-            " RETURNING 1",
-            (time.time(), key_id),
-        )
-        return bool(rows)
-
-    async def has_keys(self) -> bool:
-        rows = await self._query(
-            "SELECT EXISTS (SELECT 1 FROM client_keys WHERE deleted_at IS NULL)"
-        )
-        return bool(rows[0][0])
 
     # Limits.
 
@@ -782,14 +635,6 @@ class PostgresStore(Store):
             for r in rows
         ]
 
-    async def recent_errors(self, limit: int) -> list[ErrorEntry]:
-        rows = await self._query(
-            "SELECT at, status, provider, model, key_id, session, message FROM request_errors"
-            " ORDER BY id DESC LIMIT %s",
-            (limit,),
-        )
-        return [ErrorEntry(*row) for row in rows]
-
     # The live config every node follows.
 
     @property
@@ -866,38 +711,3 @@ def _count(cur: Cursor, sql: str, params: tuple[Any, ...]) -> int:
     row = cur.execute(sql, params).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def _session(session: str, rows: list[Row]) -> SessionUsage:
-    providers = {
-        row[0]: ProviderUsage(
-            int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5], int(row[6])
-        )
-        for row in rows
-    }
-    return SessionUsage(
-        session_id=session,
-        providers=providers,
-        total_input_tokens=sum(p.input_tokens for p in providers.values()),
-        total_output_tokens=sum(p.output_tokens for p in providers.values()),
-        total_requests=sum(p.requests for p in providers.values()),
-        cost_usd=_cost_sum(p.cost_usd for p in providers.values()),
-    )
-
-
-def _key_rows(
-    rows: list[Row],
-) -> tuple[dict[str, KeyProviderUsage], tuple[int, int, int, int, int], float | None]:
-    """Per-provider usage (routed requests only), the totals over every row (input, output,
-    requests, errors, rate-limited) and the cost over every row."""
-    providers = {
-        row[0]: KeyProviderUsage(
-            int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), row[7], int(row[8])
-        )
-        for row in rows
-        if row[0] != ""
-    }
-    inputs, outputs, requests, errors, limited = (
-        sum(int(row[i]) for row in rows) for i in (1, 2, 4, 5, 6)
-    )
-    return providers, (inputs, outputs, requests, errors, limited), _cost_sum(r[7] for r in rows)

@@ -39,20 +39,12 @@ import trio
 
 from . import (
     ClientKey,
-    ErrorEntry,
     KeyChanges,
-    KeyName,
-    KeyProviderUsage,
-    KeyUsage,
-    Limits,
-    ProviderUsage,
     Refusal,
     RequestRecord,
-    SessionUsage,
-    Store,
     TimelineRow,
-    UserUsage,
 )
+from .views import KEY_COLUMNS, SQLViews, client_key
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -116,10 +108,6 @@ ERRORS_KEPT = 1000  # recent_errors' rows; older ones are deleted as new ones co
 _TIMELINE_GROUPS = {"provider": "provider", "model": "model", "key": "key_id", "user": "user_name"}
 _BUCKET_SECONDS = {"hour": 3600, "day": 86400}
 
-_KEY_COLUMNS = (
-    "id, name, user_name, prefix, secret_hash, limits, routes, models, expires_at, disabled,"
-    " created_at"
-)
 
 # The waiters ahead of one request in a provider's queue: those whose key holds fewer of its
 # slots, then those of keys holding as many that began to wait earlier.
@@ -214,22 +202,6 @@ def _seconds(until: float, now: float) -> int:
     return max(1, math.ceil(until - now))
 
 
-def _client_key(row: Row) -> ClientKey:
-    return ClientKey(
-        id=row[0],
-        name=row[1],
-        user=row[2],
-        prefix=row[3],
-        secret_hash=row[4],
-        limits=msgspec.json.decode(row[5], type=Limits),
-        routes=msgspec.json.decode(row[6], type=list[str]) if row[6] is not None else None,
-        models=msgspec.json.decode(row[7], type=list[str]) if row[7] is not None else None,
-        expires_at=row[8],
-        disabled=bool(row[9]),
-        created_at=row[10],
-    )
-
-
 def _json_or_null(value: list[str] | None) -> bytes | None:
     return None if value is None else msgspec.json.encode(value)
 
@@ -262,7 +234,9 @@ class _Batch:
         self.error: BaseException | None = None
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLViews):
+    PARAM = "?"  # sqlite3's parameter mark (views.py)
+
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
         self._local = threading.local()
@@ -498,82 +472,13 @@ class SQLiteStore(Store):
 
         await self._transaction(body, must_land=True)
 
-    async def session(self, session: str) -> SessionUsage | None:
-        rows = await self._query(
-            "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests, cost_usd,"
-            " unpriced_requests FROM usage WHERE session = ? ORDER BY provider",
-            (session,),
-        )
-        return _session(session, rows) if rows else None
-
-    async def sessions(self) -> list[SessionUsage]:
-        rows = await self._query(
-            "SELECT session, provider, input_tokens, output_tokens, cache_read_tokens, requests,"
-            " cost_usd, unpriced_requests FROM usage ORDER BY session, provider"
-        )
-        grouped: dict[str, list[Row]] = {}
-        for row in rows:
-            grouped.setdefault(row[0], []).append(row[1:])
-        return [_session(name, session_rows) for name, session_rows in grouped.items()]
-
-    async def totals(self) -> dict[str, object]:
-        rows = await self._query(
-            "SELECT provider, SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),"
-            " SUM(requests), SUM(cost_usd), SUM(unpriced_requests) FROM usage"
-            " GROUP BY provider ORDER BY provider"
-        )
-        sessions = await self._query("SELECT COUNT(DISTINCT session) FROM usage")
-        total = _session("total", rows)
-        return {
-            "providers": msgspec.to_builtins(total.providers),
-            "totalInputTokens": total.total_input_tokens,
-            "totalOutputTokens": total.total_output_tokens,
-            "totalRequests": total.total_requests,
-            "costUsd": total.cost_usd,
-            "sessions": sessions[0][0],
-        }
-
-    async def delete(self, session: str) -> bool:
-        rows = await self._query("DELETE FROM usage WHERE session = ? RETURNING 1", (session,))
-        return bool(rows)
-
     # Usage per key and user.
-
-    async def key_usage(self, key_id: str) -> KeyUsage | None:
-        keys = await self._query("SELECT name, user_name FROM client_keys WHERE id = ?", (key_id,))
-        if not keys:
-            return None
-        rows = await self._query(
-            "SELECT provider, input_tokens, output_tokens, cache_read_tokens, requests, errors,"
-            " rate_limited, cost_usd, unpriced_requests FROM key_usage WHERE key_id = ?"
-            " ORDER BY provider",
-            (key_id,),
-        )
-        providers, totals, cost = _key_rows(rows)
-        return KeyUsage(key_id, keys[0][0], keys[0][1], providers, *totals, cost_usd=cost)
-
-    async def user_usage(self, user: str) -> UserUsage | None:
-        keys = await self._query(
-            "SELECT id, name FROM client_keys WHERE user_name = ? ORDER BY created_at", (user,)
-        )
-        rows = await self._query(
-            "SELECT provider, SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),"
-            " SUM(requests), SUM(errors), SUM(rate_limited), SUM(cost_usd),"
-            " SUM(unpriced_requests) FROM key_usage"
-            " WHERE user_name = ? GROUP BY provider ORDER BY provider",
-            (user,),
-        )
-        if not keys and not rows:
-            return None
-        providers, totals, cost = _key_rows(rows)
-        names = [KeyName(k[0], k[1]) for k in keys]
-        return UserUsage(user, names, providers, *totals, cost_usd=cost)
 
     # Client keys.
 
     async def create_key(self, key: ClientKey) -> None:
         await self._query(
-            f"INSERT INTO client_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO client_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key.id,
                 key.name,
@@ -589,36 +494,15 @@ class SQLiteStore(Store):
             ),
         )
 
-    async def keys(self) -> list[ClientKey]:
-        rows = await self._query(
-            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE deleted_at IS NULL"
-            " ORDER BY created_at, id"
-        )
-        return [_client_key(row) for row in rows]
-
-    async def key(self, key_id: str) -> ClientKey | None:
-        rows = await self._query(
-            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE id = ? AND deleted_at IS NULL",
-            (key_id,),
-        )
-        return _client_key(rows[0]) if rows else None
-
-    async def key_by_hash(self, secret_hash: str) -> ClientKey | None:
-        rows = await self._query(
-            f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE secret_hash = ? AND deleted_at IS NULL",
-            (secret_hash,),
-        )
-        return _client_key(rows[0]) if rows else None
-
     async def update_key(self, key_id: str, changes: KeyChanges) -> ClientKey | None:
         def body(conn: sqlite3.Connection, now: float) -> ClientKey | None:
             rows = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM client_keys WHERE id = ? AND deleted_at IS NULL",
+                f"SELECT {KEY_COLUMNS} FROM client_keys WHERE id = ? AND deleted_at IS NULL",
                 (key_id,),
             ).fetchall()
             if not rows:
                 return None
-            key = _client_key(rows[0])
+            key = client_key(rows[0])
             fields = {
                 name: value
                 for name in KeyChanges.__struct_fields__
@@ -641,19 +525,6 @@ class SQLiteStore(Store):
             return key
 
         return await self._transaction(body)
-
-    async def delete_key(self, key_id: str) -> bool:
-        rows = await self._query(
-            "UPDATE client_keys SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL RETURNING 1",
-            (time.time(), key_id),
-        )
-        return bool(rows)
-
-    async def has_keys(self) -> bool:
-        rows = await self._query(
-            "SELECT EXISTS (SELECT 1 FROM client_keys WHERE deleted_at IS NULL)"
-        )
-        return bool(rows[0][0])
 
     # Limits.
 
@@ -833,56 +704,3 @@ class SQLiteStore(Store):
             )
             for row in rows
         ]
-
-    async def recent_errors(self, limit: int) -> list[ErrorEntry]:
-        rows = await self._query(
-            "SELECT at, status, provider, model, key_id, session, message FROM request_errors"
-            " ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        return [ErrorEntry(*row) for row in rows]
-
-
-def _cost(costs: list[float | None]) -> float | None:
-    """The sum of the priced ones; None when none was priced."""
-    priced = [cost for cost in costs if cost is not None]
-    return sum(priced) if priced else None
-
-
-def _session(session: str, rows: list[Row]) -> SessionUsage:
-    """Rows of (provider, input, output, cache read, requests, cost, unpriced)."""
-    providers = {
-        row[0]: ProviderUsage(
-            int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5], int(row[6])
-        )
-        for row in rows
-    }
-    return SessionUsage(
-        session_id=session,
-        providers=providers,
-        total_input_tokens=sum(p.input_tokens for p in providers.values()),
-        total_output_tokens=sum(p.output_tokens for p in providers.values()),
-        total_requests=sum(p.requests for p in providers.values()),
-        cost_usd=_cost([p.cost_usd for p in providers.values()]),
-    )
-
-
-def _key_rows(
-    rows: list[Row],
-) -> tuple[dict[str, KeyProviderUsage], tuple[int, int, int, int, int], float | None]:
-    """Per-provider usage (routed requests only), the totals over every row (input, output,
-    requests, errors, rate-limited) and the cost. Rows of (provider, input, output, cache read,
-    requests, errors, rate-limited, cost, unpriced)."""
-    providers = {
-        row[0]: KeyProviderUsage(
-            int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), row[7], int(row[8])
-        )
-        for row in rows
-        if row[0] != ""
-    }
-
-    def total(i: int) -> int:
-        return sum(int(row[i]) for row in rows)
-
-    totals = (total(1), total(2), total(4), total(5), total(6))
-    return providers, totals, _cost([row[7] for row in rows])
