@@ -28,17 +28,7 @@ from .loadgen import Stats, percentile
 
 def burst(name: str, streams: int, chunks: int, workdir: Path) -> dict[str, Any]:
     fake_port, port = gateways.free_port(), gateways.free_port()
-    fake_argv = [
-        sys.executable, "-m", "bench.fake_upstream", "--port", str(fake_port),
-        "--chunks", str(chunks), "--interval-ms", "20", "--max-seconds", "600",
-    ]  # fmt: skip
-    fake = subprocess.Popen(
-        fake_argv,
-        cwd=gateways.REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    fake = gateways.start_fake(fake_port, chunks, 20, max_seconds=600)
     home = workdir / name
     home.mkdir()
     launch = gateways.prepare(name, port, fake_port, home, False, "claude-sonnet-4-5")

@@ -82,18 +82,7 @@ def _load(
 def measure(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """One gateway: instructions per chunk (streams) and per request (not streamed)."""
     fake_port, port = gateways.free_port(), gateways.free_port()
-    fake_argv = [
-        sys.executable, "-m", "bench.fake_upstream", "--port", str(fake_port),
-        "--chunks", str(args.chunks), "--interval-ms", str(args.interval_ms),
-        "--max-seconds", "3600",
-    ]  # fmt: skip
-    fake = subprocess.Popen(
-        fake_argv,
-        cwd=gateways.REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    fake = gateways.start_fake(fake_port, args.chunks, args.interval_ms, max_seconds=3600)
     home = workdir / name
     home.mkdir()
     launch = gateways.prepare(name, port, fake_port, home, False, "claude-sonnet-4-5")

@@ -63,6 +63,24 @@ def free_port() -> int:
         return port
 
 
+def start_fake(
+    port: int, chunks: int, interval_ms: int, max_seconds: int | None = None
+) -> subprocess.Popen[bytes]:
+    """``bench.fake_upstream`` on ``port`` streaming ``chunks`` every ``interval_ms``, in a
+    session of its own (the caller terminates it)."""
+    argv = [sys.executable, "-m", "bench.fake_upstream", "--port", str(port)]
+    argv += ["--chunks", str(chunks), "--interval-ms", str(interval_ms)]
+    if max_seconds is not None:
+        argv += ["--max-seconds", str(max_seconds)]
+    return subprocess.Popen(
+        argv,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def upstream_url(fake_port: int, upstream: str) -> str:
     base = f"http://127.0.0.1:{fake_port}"
     if upstream == "gemini":

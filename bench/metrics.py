@@ -103,21 +103,7 @@ def _round(process: subprocess.Popen[bytes], port: int, streams: int, concurrenc
 
 def run(chunks: int, streams: int, rounds: int, concurrency: int) -> dict[str, Any]:
     fake_port = gateways.free_port()
-    fake = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.fake_upstream",
-            "--port",
-            str(fake_port),
-            "--chunks",
-            str(chunks),
-            "--interval-ms",
-            "0",
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-    )
+    fake = gateways.start_fake(fake_port, chunks, 0)
     routers: dict[bool, tuple[subprocess.Popen[bytes], int]] = {}
     spent: dict[bool, list[float]] = {True: [], False: []}
     try:

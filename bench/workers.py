@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from .gateways import APIKEY, Running, free_port, prepare, wait_ready
+from .gateways import APIKEY, Running, free_port, prepare, start_fake, wait_ready
 from .loadgen import LoadGen, build_target
 from .procstat import cpu_seconds, sample, split, tree
 
@@ -116,20 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         workdir = Path(tmp)
         fake_port = free_port()
-        fake = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.fake_upstream",
-                "--port",
-                str(fake_port),
-                "--chunks",
-                str(CHUNKS),
-                "--interval-ms",
-                str(INTERVAL_MS),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        fake = start_fake(fake_port, CHUNKS, INTERVAL_MS)
         try:
             runs = [measure(n, fake_port, workdir, conns, seconds) for n in (1, 2)]
         finally:
