@@ -4,6 +4,8 @@ burst of issue 20 (1000 admits of one key with all four limits, all at once).
 
     .venv/bin/python -m bench.store [--ops 2000] [--rounds 3] [--base DIR] [--sqlite-only]
 
+``busy`` is one key's admits with a full minute behind them (see below).
+
 ``--base DIR`` runs the same SQLite cells on another tree too (``git -C . archive HEAD | tar -x
 -C DIR``: the code before a change), each cell of each tree in a fresh process with a fresh
 file, the trees taking turns cell by cell so that a neighbour's load hits both alike; every
@@ -35,6 +37,19 @@ call costs 1.6-2.9x less CPU and its p50 is 2-3.8x shorter, because one thread t
 ``BEGIN IMMEDIATE`` and one commit serve every call that queued meanwhile. What remains per call
 is its own SQL: the burst's admits (rpm, tpm, concurrent and budget on one key) read the whole
 minute's window each, which grows with the burst.
+
+A busy key (``busy``): the admits of one key whose last minute already holds 15,000 requests
+and their tokens (250 requests/s, the router's non-streamed rate at 32 connections here), at 32
+callers. Before, a row per request in ``rate_events``: each admit counted the window's rows for
+rpm and summed them again for tpm. After, ``rate_buckets`` (store/windows.py): at most 61 rows a
+key. 2026-12-01, two runs of each, helpers' benches running alongside (load average 3-4):
+
+    cell          callers   calls/s before/after   p50 ms before/after   CPU us before/after
+    busy               32      183 / 4,383            164 /  4.6          5,275 /   147
+                               172 / 9,061            216 /  3.3          5,792 /    85
+
+That was the cost the full run of 2026-12-01 found in the production config: its one client key
+carried every request of the run, so every admit read up to a minute of them.
 
 PostgreSQL, same run (HEAD; ``record()`` group-committed, ``admit()`` one transaction each):
 
@@ -72,6 +87,9 @@ if TYPE_CHECKING:
 
 CONCURRENCY = (1, 32, 200, 1000)
 BURST = 1000  # issue 20: 1000 streams opened at once, each admitted by the store
+# A busy key's last minute: 250 requests/s (the router's non-streamed rate at 32 connections
+# here) for 60 s, each with its tokens recorded. Every admit of the key reads that window.
+BUSY_WINDOW = 15_000
 HEAD = Path(__file__).resolve().parents[1]
 
 
@@ -121,7 +139,7 @@ async def measure(
 
 
 async def hot_path(store: Store, op: str, callers: int, ops: int) -> dict[str, float]:
-    """One cell: ``op`` (record, admit, burst) at ``callers``, with keys of its own."""
+    """One cell: ``op`` (record, admit, burst, busy) at ``callers``, with keys of its own."""
     from trio_router.store import RequestRecord
 
     if op == "burst":
@@ -130,6 +148,16 @@ async def hot_path(store: Store, op: str, callers: int, ops: int) -> dict[str, f
         )
         await store.create_key(one)
         return await measure(lambda i: store.admit(one, f"lease-{i}", "w", 30.0), BURST, BURST)
+    if op == "busy":
+        busy = client_key(f"busy-{callers}", rpm=10**6, tpm=10**9)
+        await store.create_key(busy)
+
+        async def request(i: int) -> None:
+            await store.admit(busy, None, "w", 30.0)
+            await store.record(RequestRecord("s", "p", 100, 20, key_id=busy.id, rated=True))
+
+        await measure(request, 200, BUSY_WINDOW)  # the window fills; not measured
+        return await measure(lambda i: store.admit(busy, None, "w", 30.0), callers, ops)
     keys = [client_key(f"{op}-{callers}-{i}", rpm=10**5, tpm=10**9) for i in range(16)]
     for made in keys:
         await store.create_key(made)
@@ -164,7 +192,8 @@ def child(tree: str, op: str, callers: int, ops: int) -> None:
 
 
 def sqlite_cells(trees: dict[str, Path], ops: int, rounds: int) -> None:
-    cells = [(op, n) for op in ("record", "admit") for n in CONCURRENCY] + [("burst", BURST)]
+    cells = [(op, n) for op in ("record", "admit") for n in CONCURRENCY]
+    cells += [("burst", BURST), ("busy", 32)]
     names = list(trees)
     print(f"load average at start: {os.getloadavg()}", flush=True)
     print(

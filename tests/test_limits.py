@@ -58,7 +58,7 @@ async def test_rpm_2_refuses_the_third_request_with_retry_after(
     await ask(router, made["key"], stream=True)
     with pytest.raises(anthropic.RateLimitError, match="requests per minute") as caught:
         await ask(router, made["key"])
-    assert 55 <= refused(caught) <= 60  # the first request leaves the minute in ~60 s
+    assert 55 <= refused(caught) <= 61  # its second's bucket leaves the window in 60-61 s
     assert len(fake.requests) == 2, "the refused request never went upstream"
     await ask(router, other["key"])  # another key is not limited by it
     usage = await key_usage(router, made["id"])
@@ -76,7 +76,7 @@ async def test_tpm_and_budget_refuse_once_spent(
     await ask(router, tpm["key"], stream=True)  # 36 now
     with pytest.raises(anthropic.RateLimitError, match="tokens per minute") as caught:
         await ask(router, tpm["key"])
-    assert 55 <= refused(caught) <= 60
+    assert 55 <= refused(caught) <= 61
 
     daily = await make_key(router, name="day", limits={"budget_tokens": 10})
     await ask(router, daily["key"])

@@ -20,7 +20,7 @@ from tests.conftest import StartFake, StartRouter
 from tests.test_client_keys import ADMIN, USER, answer, config, make_key
 from trio_router.store import ClientKey, Limits, RequestRecord, Store
 from trio_router.store.postgres import PostgresStore
-from trio_router.store.sqlite import SQLiteStore, migrations
+from trio_router.store.sqlite import SQLiteStore, _statements, migrations
 
 pytest_plugins = ["tests.postgres"]
 
@@ -110,6 +110,38 @@ async def test_an_old_usage_file_is_migrated_with_every_row(
     # A restart (another worker, the same file) applies nothing twice and keeps the keys.
     again = SQLiteStore(directory / "usage.sqlite3")
     assert [k.id for k in await again.keys()] == [made["id"]]
+
+
+async def test_an_upgrade_keeps_each_keys_last_minute(tmp_path: Path) -> None:
+    """Version 4 kept a row per request in ``rate_events``; version 5's per-second buckets
+    take them over, so a key at its rpm before the upgrade is still refused after it."""
+    path = tmp_path / "usage.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, script in migrations():
+        if version > 4:
+            break
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (4)")
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO rate_events (key_id, at, requests, tokens) VALUES (?, ?, ?, ?)",
+        [
+            ("k", now - 10.5, 1, 0),
+            ("k", now - 10.2, 1, 0),
+            ("k", now - 5, 1, 0),
+            ("k", now - 5, 0, 700),
+            ("other", now - 120, 1, 0),
+        ],
+    )
+    conn.close()
+    store = SQLiteStore(path)
+    refusal = await store.admit(key("k", rpm=3), None, "w", 30.0)
+    assert refusal is not None and refusal.limit == "rpm" and 49 <= refusal.retry_after <= 51
+    refusal = await store.admit(key("k", tpm=700), None, "w", 30.0)
+    assert refusal is not None and refusal.limit == "tpm" and 54 <= refusal.retry_after <= 56
+    assert await store.admit(key("other", rpm=1), None, "w", 30.0) is None
 
 
 def test_a_store_newer_than_the_code_is_refused(tmp_path: Path) -> None:
@@ -226,9 +258,9 @@ async def test_rpm_retry_after_counts_from_the_oldest_request(backend: Backend) 
     for _ in range(3):
         assert await store.admit(limited, None, "w", 30.0) is None
     refusal = await store.admit(limited, None, "w", 30.0)
-    assert refusal is not None and refusal.limit == "rpm" and 59 <= refusal.retry_after <= 60
+    assert refusal is not None and refusal.limit == "rpm" and 59 <= refusal.retry_after <= 61
     # Refusals do not count as requests in the window.
-    assert backend.rows("SELECT COUNT(*) FROM rate_events") == [(3,)]
+    assert backend.rows("SELECT SUM(requests) FROM rate_buckets") == [(3,)]
 
 
 HOUR = 3600.0

@@ -111,7 +111,7 @@ async def test_200_concurrent_admits_of_rpm_50_admit_exactly_50_in_a_few_transac
     assert len(results) == 200
     assert results.count(None) == 50
     assert {r.limit for r in results if r is not None} == {"rpm"}
-    assert rows(path, "SELECT COUNT(*) FROM rate_events WHERE requests > 0") == [(50,)]
+    assert rows(path, "SELECT SUM(requests) FROM rate_buckets") == [(50,)]
     assert rows(path, "SELECT COUNT(*) FROM leases") == [(50,)]
     # One by one this was 200 transactions; the queue is taken whole while one is in flight.
     assert store.begun <= 10, store.begun
@@ -165,7 +165,7 @@ async def test_a_batch_left_empty_by_cancelled_callers_holds_up_nobody(path: Pat
                     scope.cancel()
                 await trio.testing.wait_all_tasks_blocked()
     assert behind == [None]
-    assert rows(path, "SELECT COUNT(*) FROM rate_events") == [(1,)]
+    assert rows(path, "SELECT SUM(requests) FROM rate_buckets") == [(1,)]
     assert store.begun == 2
     await store.aclose()
 

@@ -132,8 +132,11 @@ async def test_concurrent_records_are_committed_together_and_each_is_read_back(
 
     async def one(i: int) -> None:
         await store.record(
-            RequestRecord(f"s{i % 7}", "p", 3, 2, key_id="k1", rated=True, cost_usd=0.001)
-        )
+            RequestRecord(
+                f"s{i % 7}", "p", 3, 2, key_id="k1", rated=True, cost_usd=0.001,
+                error=True, status=500, error_message="upstream 500",
+            )
+        )  # fmt: skip
         # Read after write: the caller's own row is committed when record() returns.
         mine = await store.session(f"s{i % 7}")
         assert mine is not None and mine.providers["p"].requests >= 1
@@ -146,9 +149,9 @@ async def test_concurrent_records_are_committed_together_and_each_is_read_back(
     usage = await store.key_usage("k1")
     assert usage is not None and usage.total_requests == 200
     assert usage.cost_usd == pytest.approx(0.2)
-    # One transaction stamps its rows with one clock reading: fewer stamps than records
-    # means records were committed together.
-    stamps = rows(postgres_url, "SELECT COUNT(DISTINCT at), COUNT(*) FROM rate_events")
+    # One transaction stamps its rows with one clock reading (an error's ``at``, when the
+    # record has no ``ended_at``): fewer stamps than records means they were committed together.
+    stamps = rows(postgres_url, "SELECT COUNT(DISTINCT at), COUNT(*) FROM request_errors")
     assert stamps[0][1] == 200 and stamps[0][0] < 200
 
 

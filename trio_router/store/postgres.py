@@ -46,8 +46,9 @@ from . import (
     RequestRecord,
     SharedConfig,
     TimelineRow,
+    windows,
 )
-from .sqlite import WAITER_TTL, WINDOW, _budget_period, _day, _seconds
+from .sqlite import WAITER_TTL, _budget_period, _day
 from .views import KEY_COLUMNS, SQLViews, client_key
 
 T = TypeVar("T")
@@ -103,6 +104,12 @@ _ADD_DAILY = """
 INSERT INTO key_daily AS d (key_id, day, tokens, cost_usd) VALUES (%s, %s, %s, %s)
 ON CONFLICT (key_id, day) DO UPDATE SET
     tokens = d.tokens + excluded.tokens, cost_usd = d.cost_usd + excluded.cost_usd
+"""
+
+_ADD_RATE = """
+INSERT INTO rate_buckets AS r (key_id, second, requests, tokens) VALUES (%s, %s, %s, %s)
+ON CONFLICT (key_id, second) DO UPDATE SET
+    requests = r.requests + excluded.requests, tokens = r.tokens + excluded.tokens
 """
 
 _ADD_HOURLY = f"""
@@ -340,7 +347,7 @@ class PostgresStore(SQLViews):
         keys: dict[tuple[str, str, str], _Totals] = {}
         daily: dict[tuple[str, str], _Totals] = {}
         hourly: dict[tuple[float, str, str, str, str], _Totals] = {}
-        rated: list[tuple[str, int]] = []
+        rated: dict[str, int] = {}  # tokens per limited key, in this second's bucket
         leases: list[str] = []
         errors: list[RequestRecord] = []
         with conn.transaction():
@@ -374,7 +381,7 @@ class PostgresStore(SQLViews):
                             (spent,), entry.cost_usd
                         )
                     if spent and entry.rated:
-                        rated.append((entry.key_id, spent))
+                        rated[entry.key_id] = rated.get(entry.key_id, 0) + spent
                 if entry.lease is not None:
                     leases.append(entry.lease)
                 if entry.error:
@@ -399,9 +406,10 @@ class PostgresStore(SQLViews):
                     _ADD_HOURLY, [(*k, *t.values, t.cost) for k, t in sorted(hourly.items())]
                 )
             if rated:
+                second = windows.bucket(now)
                 cur.executemany(
-                    "INSERT INTO rate_events (key_id, at, tokens) VALUES (%s, %s, %s)",
-                    [(key_id, now, spent) for key_id, spent in rated],
+                    _ADD_RATE,
+                    [(key_id, second, 0, spent) for key_id, spent in sorted(rated.items())],
                 )
             if leases:
                 cur.execute("DELETE FROM leases WHERE id = ANY(%s)", (sorted(leases),))
@@ -488,31 +496,17 @@ class PostgresStore(SQLViews):
         def body(cur: Cursor, now: float) -> Refusal | None:
             if limits.rated:
                 cur.execute(
-                    "DELETE FROM rate_events WHERE key_id = %s AND at <= %s", (key.id, now - WINDOW)
+                    "DELETE FROM rate_buckets WHERE key_id = %s AND second <= %s",
+                    (key.id, windows.horizon(now)),
                 )
-            if limits.rpm is not None:
-                # The rpm-th newest start: while it is in the window, the window is full, and it
-                # frees when that one leaves it.
-                nth = cur.execute(
-                    "SELECT at FROM rate_events WHERE key_id = %s AND requests > 0"
-                    " ORDER BY at DESC OFFSET %s LIMIT 1",
-                    (key.id, limits.rpm - 1),
-                ).fetchone()
-                if nth is not None:
-                    return Refusal("rpm", _seconds(nth[0] + WINDOW, now))
-            if limits.tpm is not None:
-                spent = cur.execute(
-                    "SELECT at, tokens FROM rate_events WHERE key_id = %s AND tokens > 0"
-                    " ORDER BY at",
+                window = cur.execute(
+                    "SELECT second, requests, tokens FROM rate_buckets WHERE key_id = %s"
+                    " ORDER BY second",
                     (key.id,),
                 ).fetchall()
-                total = sum(tokens for _, tokens in spent)
-                for at, tokens in spent:
-                    if total < limits.tpm:
-                        break
-                    total -= tokens
-                    if total < limits.tpm:
-                        return Refusal("tpm", _seconds(at + WINDOW, now))
+                refused = windows.refusal(window, limits, now)
+                if refused is not None:
+                    return refused
             if limits.budget_tokens is not None or limits.budget_usd is not None:
                 first_day, ends = _budget_period(now, limits.budget_period)
                 row = cur.execute(
@@ -522,9 +516,9 @@ class PostgresStore(SQLViews):
                 ).fetchone()
                 assert row is not None
                 if limits.budget_tokens is not None and row[0] >= limits.budget_tokens:
-                    return Refusal("budget_tokens", _seconds(ends, now))
+                    return Refusal("budget_tokens", windows.seconds_until(ends, now))
                 if limits.budget_usd is not None and row[1] >= limits.budget_usd:
-                    return Refusal("budget_usd", _seconds(ends, now))
+                    return Refusal("budget_usd", windows.seconds_until(ends, now))
             if limits.concurrent is not None and lease is not None:
                 cur.execute(
                     "DELETE FROM leases WHERE key_id = %s AND expires_at < %s", (key.id, now)
@@ -541,10 +535,7 @@ class PostgresStore(SQLViews):
                     (lease, worker, key.id, now + lease_ttl),
                 )
             if limits.rpm is not None:
-                cur.execute(
-                    "INSERT INTO rate_events (key_id, at, requests) VALUES (%s, %s, 1)",
-                    (key.id, now),
-                )
+                cur.execute(_ADD_RATE, (key.id, windows.bucket(now), 1, 0))
             return None
 
         return await self._transaction((_KEY_LOCK, key.id), body)

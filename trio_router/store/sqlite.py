@@ -23,7 +23,6 @@ for PostgreSQL's ``SELECT ... FOR UPDATE`` on the key's or provider's rows (or a
 from __future__ import annotations
 
 import calendar
-import math
 import sqlite3
 import threading
 import time
@@ -43,12 +42,12 @@ from . import (
     Refusal,
     RequestRecord,
     TimelineRow,
+    windows,
 )
 from .views import KEY_COLUMNS, SQLViews, client_key
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
-WINDOW = 60.0  # seconds: the "per minute" of rpm and tpm
 
 # A sum of costs stays NULL until a priced request adds to it: unpriced is not free.
 _ADD_COST = (
@@ -102,6 +101,13 @@ ON CONFLICT (hour, provider, model, key_id, user_name) DO UPDATE SET
     output_tokens = output_tokens + excluded.output_tokens,
     cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
     {_ADD_COST}
+"""
+
+_ADD_RATE = """
+INSERT INTO rate_buckets (key_id, second, requests, tokens) VALUES (?, ?, ?, ?)
+ON CONFLICT (key_id, second) DO UPDATE SET
+    requests = requests + excluded.requests,
+    tokens = tokens + excluded.tokens
 """
 
 ERRORS_KEPT = 1000  # recent_errors' rows; older ones are deleted as new ones come
@@ -195,11 +201,6 @@ def _budget_period(now: float, period: str) -> tuple[str, float]:
         start = today
         end = calendar.timegm((today.year, today.month, today.day, 0, 0, 0)) + 86400
     return start.strftime("%Y-%m-%d"), float(end)
-
-
-def _seconds(until: float, now: float) -> int:
-    """``retry-after``: whole seconds, rounded up, so a client that waits that long is let in."""
-    return max(1, math.ceil(until - now))
 
 
 def _json_or_null(value: list[str] | None) -> bytes | None:
@@ -463,10 +464,7 @@ class SQLiteStore(SQLViews):
                 if tokens or entry.cost_usd:
                     conn.execute(_ADD_DAILY, (entry.key_id, _day(now), tokens, entry.cost_usd or 0))
                 if tokens and entry.rated:
-                    conn.execute(
-                        "INSERT INTO rate_events (key_id, at, tokens) VALUES (?, ?, ?)",
-                        (entry.key_id, now, tokens),
-                    )
+                    conn.execute(_ADD_RATE, (entry.key_id, windows.bucket(now), 0, tokens))
             if entry.lease is not None:
                 conn.execute("DELETE FROM leases WHERE id = ?", (entry.lease,))
 
@@ -536,57 +534,28 @@ class SQLiteStore(SQLViews):
         def body(conn: sqlite3.Connection, now: float) -> Refusal | None:
             if limits.rated:
                 conn.execute(
-                    "DELETE FROM rate_events WHERE key_id = ? AND at <= ?", (key.id, now - WINDOW)
+                    "DELETE FROM rate_buckets WHERE key_id = ? AND second <= ?",
+                    (key.id, windows.horizon(now)),
                 )
-            # Counted in SQL first; the window's rows are read only for a refusal's retry-after
-            # (a key far under its limit has up to rpm rows in the window, read on every admit).
-            if limits.rpm is not None:
-                (started,) = conn.execute(
-                    "SELECT COUNT(*) FROM rate_events WHERE key_id = ? AND requests > 0",
+                window = conn.execute(
+                    "SELECT second, requests, tokens FROM rate_buckets WHERE key_id = ?"
+                    " ORDER BY second",
                     (key.id,),
-                ).fetchone()
-                if started >= limits.rpm:
-                    # Free once all but rpm - 1 of them have left the window.
-                    (oldest,) = conn.execute(
-                        "SELECT at FROM rate_events WHERE key_id = ? AND requests > 0"
-                        " ORDER BY at LIMIT 1 OFFSET ?",
-                        (key.id, started - limits.rpm),
-                    ).fetchone()
-                    return Refusal("rpm", _seconds(oldest + WINDOW, now))
-            if limits.tpm is not None:
-                (total,) = conn.execute(
-                    "SELECT COALESCE(SUM(tokens), 0) FROM rate_events"
-                    " WHERE key_id = ? AND tokens > 0",
-                    (key.id,),
-                ).fetchone()
-                if total >= limits.tpm:
-                    spent = conn.execute(
-                        "SELECT at, tokens FROM rate_events WHERE key_id = ? AND tokens > 0"
-                        " ORDER BY at",
-                        (key.id,),
-                    )
-                    for at, tokens in spent:
-                        total -= tokens
-                        if total < limits.tpm:
-                            return Refusal("tpm", _seconds(at + WINDOW, now))
-            if limits.budget_tokens is not None:
+                ).fetchall()
+                refused = windows.refusal(window, limits, now)
+                if refused is not None:
+                    return refused
+            if limits.budget_tokens is not None or limits.budget_usd is not None:
                 first_day, ends = _budget_period(now, limits.budget_period)
-                used = conn.execute(
-                    "SELECT COALESCE(SUM(tokens), 0) FROM key_tokens_daily"
-                    " WHERE key_id = ? AND day >= ?",
+                used, spent_usd = conn.execute(
+                    "SELECT COALESCE(SUM(tokens), 0), COALESCE(SUM(cost_usd), 0)"
+                    " FROM key_tokens_daily WHERE key_id = ? AND day >= ?",
                     (key.id, first_day),
-                ).fetchone()[0]
-                if used >= limits.budget_tokens:
-                    return Refusal("budget_tokens", _seconds(ends, now))
-            if limits.budget_usd is not None:
-                first_day, ends = _budget_period(now, limits.budget_period)
-                spent_usd = conn.execute(
-                    "SELECT COALESCE(SUM(cost_usd), 0) FROM key_tokens_daily"
-                    " WHERE key_id = ? AND day >= ?",
-                    (key.id, first_day),
-                ).fetchone()[0]
-                if spent_usd >= limits.budget_usd:
-                    return Refusal("budget_usd", _seconds(ends, now))
+                ).fetchone()
+                if limits.budget_tokens is not None and used >= limits.budget_tokens:
+                    return Refusal("budget_tokens", windows.seconds_until(ends, now))
+                if limits.budget_usd is not None and spent_usd >= limits.budget_usd:
+                    return Refusal("budget_usd", windows.seconds_until(ends, now))
             if limits.concurrent is not None and lease is not None:
                 conn.execute("DELETE FROM leases WHERE expires_at < ?", (now,))
                 open_now = conn.execute(
@@ -601,10 +570,7 @@ class SQLiteStore(SQLViews):
                     (lease, worker, key.id, now + lease_ttl),
                 )
             if limits.rpm is not None:
-                conn.execute(
-                    "INSERT INTO rate_events (key_id, at, requests) VALUES (?, ?, 1)",
-                    (key.id, now),
-                )
+                conn.execute(_ADD_RATE, (key.id, windows.bucket(now), 1, 0))
             return None
 
         return await self._transaction(body)
