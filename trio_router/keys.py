@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
+import trio
 
 from . import auth
 from .config import Config
@@ -175,27 +176,45 @@ class Access:
         self.store = store
         self._found: dict[str, tuple[float, ClientKey | None]] = {}
         self._any_keys: tuple[float, bool] = (float("-inf"), False)
+        # The store reads in flight, by digest: when a key's entry expires, the requests that
+        # arrive before the read returns wait for it instead of each reading the store (at 32
+        # connections of one key that was a store read, and a thread trip, per request).
+        self._reading: dict[str, trio.Event] = {}
+        self._generation = 0  # bumped by forget(): a read begun before it is not cached
 
     def forget(self) -> None:
         """Drop the cache (this worker made a change, so it sees it at once)."""
         self._found.clear()
         self._any_keys = (float("-inf"), False)
+        self._generation += 1
 
     async def lookup(self, secret: bytes) -> ClientKey | None:
         """The live key with this secret (disabled or expired included), from the cache when it
         is fresh. The store finds it by hash; the hash is then compared in constant time."""
         digest = hash_secret(secret)
-        now = time.monotonic()
-        cached = self._found.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        key = await self.store.key_by_hash(digest)
-        if key is not None and not hmac.compare_digest(key.secret_hash, digest):
-            key = None
-        if len(self._found) >= CACHE_ENTRIES:
-            self._found.clear()
-        self._found[digest] = (now + CACHE_SECONDS, key)
-        return key
+        while True:
+            now = time.monotonic()
+            cached = self._found.get(digest)
+            if cached is not None and cached[0] > now:
+                return cached[1]
+            reading = self._reading.get(digest)
+            if reading is None:
+                break
+            await reading.wait()  # then the cache has it, unless that read failed or was stale
+        reading = self._reading[digest] = trio.Event()
+        generation = self._generation
+        try:
+            key = await self.store.key_by_hash(digest)
+            if key is not None and not hmac.compare_digest(key.secret_hash, digest):
+                key = None
+            if generation == self._generation:
+                if len(self._found) >= CACHE_ENTRIES:
+                    self._found.clear()
+                self._found[digest] = (now + CACHE_SECONDS, key)
+            return key
+        finally:
+            del self._reading[digest]
+            reading.set()
 
     async def any_keys(self) -> bool:
         now = time.monotonic()
