@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from . import logs, metrics
+from . import accept, logs, metrics
 from .drain import Drain, Draining
 
 # A taken port: EADDRINUSE, or WSAEADDRINUSE (10048) from Windows sockets.
@@ -183,18 +183,11 @@ async def _serve(
                 await lifespan_nursery.start(lifespan.handle_lifespan)
                 await lifespan.wait_for_startup()
                 async with trio.open_nursery() as server_nursery:
-                    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
                     state = ConnectionState(lifespan_state.copy())
                     handler = partial(TCPServer, app, hc, context, state)
                     async with trio.open_nursery() as accepting:
-                        accepting.start_soon(
-                            partial(
-                                trio.serve_listeners,
-                                handler,
-                                [listener],
-                                handler_nursery=server_nursery,
-                            )
-                        )
+                        # Not trio.serve_listeners: it accepts one connection per loop pass.
+                        accepting.start_soon(accept.serve, handler, sock, server_nursery)
                         await stopping.wait()
                         drain.begin(drain_timeout)
                         accepting.cancel_scope.cancel()  # the listener closes: no new connection
