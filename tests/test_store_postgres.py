@@ -27,7 +27,7 @@ from tests.conftest import ROOT, RouterProcess, StartFake, free_port
 from tests.test_client_keys import ADMIN, USER, answer, config
 from tests.test_store import key
 from trio_router.config import ConfigError
-from trio_router.store import RequestRecord, check_url, open_store
+from trio_router.store import ClientKey, Refusal, RequestRecord, check_url, open_store
 from trio_router.store.postgres import PostgresStore, migrations
 
 if TYPE_CHECKING:
@@ -153,6 +153,58 @@ async def test_concurrent_records_are_committed_together_and_each_is_read_back(
     # record has no ``ended_at``): fewer stamps than records means they were committed together.
     stamps = rows(postgres_url, "SELECT COUNT(DISTINCT at), COUNT(*) FROM request_errors")
     assert stamps[0][1] == 200 and stamps[0][0] < 200
+
+
+async def test_concurrent_admits_share_transactions_and_hold_the_limit(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    limited = key("k", rpm=50, concurrent=500)
+    await store.create_key(limited)
+    results: list[Refusal | None] = []
+
+    async def admit(i: int) -> None:
+        results.append(await store.admit(limited, f"lease-{i}", "w", 30.0))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(200):
+            nursery.start_soon(admit, i)
+    assert results.count(None) == 50
+    assert {r.limit for r in results if r is not None} == {"rpm"}
+    assert rows(postgres_url, "SELECT SUM(requests) FROM rate_buckets") == [(50,)]
+    # A limits transaction reads the database's clock once: a lease's expiry is that clock
+    # plus the TTL, so fewer distinct expiries than leases means admits ran together.
+    stamps = rows(postgres_url, "SELECT COUNT(DISTINCT expires_at), COUNT(*) FROM leases")
+    assert stamps[0][1] == 50 and stamps[0][0] < 50
+
+
+async def test_two_nodes_batches_over_the_same_keys_never_deadlock(postgres_url: str) -> None:
+    """Each batch takes its keys' and providers' locks in one order, whatever the order its
+    calls came in; two nodes admitting the same keys in opposite orders all get answers."""
+    nodes = [PostgresStore(postgres_url), PostgresStore(postgres_url)]
+    keys = [key(f"k{i}", concurrent=10_000) for i in range(8)]
+    for made in keys:
+        await nodes[0].create_key(made)
+    answers: list[Refusal | None] = []
+
+    async def admit(node: PostgresStore, made: ClientKey, i: int) -> None:
+        answers.append(await node.admit(made, f"{made.id}-{i}", "w", 30.0))
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in range(40):
+                for made in keys:
+                    nursery.start_soon(admit, nodes[0], made, i)
+                for made in reversed(keys):
+                    nursery.start_soon(admit, nodes[1], made, 1000 + i)
+                    nursery.start_soon(
+                        nodes[1].take_slot, "p", 10_000, made.id, f"s-{made.id}-{i}", "w", 30.0
+                    )
+    assert answers == [None] * (2 * 40 * len(keys))
+    assert rows(postgres_url, "SELECT COUNT(*) FROM leases") == [
+        (2 * 40 * len(keys) + 40 * len(keys),)
+    ]
+    for node in nodes:
+        await node.aclose()
 
 
 async def test_a_record_whose_caller_is_cancelled_is_committed_all_the_same(

@@ -11,11 +11,13 @@ about one commit per round trip instead of one per request. ``record()`` still r
 its row is committed (a client reading its own usage next sees it), and a caller cancelled while
 it waits is shielded until then.
 
-Every limit is one transaction that first takes a transaction-scoped advisory lock: the key's
-for ``admit`` (rpm, tpm, budgets, concurrent), the provider's for ``take_slot``. Those stand for
-SQLite's ``BEGIN IMMEDIATE`` (sqlite.py), with the same reads and writes, so the check and the
-count of a limit never interleave with another node's. Time comes from the database's clock in
-every such transaction, so nodes whose clocks drift still agree on one window.
+Every limit runs under a transaction-scoped advisory lock: the key's for ``admit`` (rpm, tpm,
+budgets, concurrent), the provider's for ``take_slot``. Those stand for SQLite's ``BEGIN
+IMMEDIATE`` (sqlite.py), with the same reads and writes, so the check and the count of a limit
+never interleave with another node's. The limit calls that wait while one transaction runs share
+the next (up to ``BATCH_CALLS``, in arrival order, each in a savepoint), which takes all of their
+locks first, in one order, so batches of two nodes never deadlock. Time comes from the database's
+clock, read once the locks are held, so nodes whose clocks drift still agree on one window.
 
 The live config: ``POST /api/config`` on one node stores the file's text in ``live_config`` and
 NOTIFYs; the other nodes LISTEN (delivery within milliseconds) and re-read the row at least every
@@ -28,10 +30,11 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
 from importlib import resources
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 import psycopg
@@ -48,7 +51,7 @@ from . import (
     TimelineRow,
     windows,
 )
-from .sqlite import WAITER_TTL, _budget_period, _day
+from .sqlite import BATCH_CALLS, WAITER_TTL, _budget_period, _day
 from .views import KEY_COLUMNS, SQLViews, client_key
 
 T = TypeVar("T")
@@ -217,6 +220,19 @@ class _Batch:
         self.error: BaseException | None = None
 
 
+class _Limited(Generic[T]):
+    """One limit call waiting for the next limits transaction, and what it gave."""
+
+    __slots__ = ("body", "done", "error", "lock", "result")
+
+    def __init__(self, lock: tuple[int, str], body: Callable[[Cursor, float], T]) -> None:
+        self.lock = lock
+        self.body = body
+        self.result: T
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class PostgresStore(SQLViews):
     PARAM = "%s"  # psycopg's parameter mark (views.py)
 
@@ -228,6 +244,8 @@ class PostgresStore(SQLViews):
         self._limiter = trio.CapacityLimiter(pool_size)
         self._open = _Batch()
         self._committing: trio.Event | None = None  # set when the commit in flight ends
+        self._limit_queue: deque[_Limited[Any]] = deque()  # admit and take_slot calls waiting
+        self._limiting: trio.Event | None = None  # set when the limits transaction ends
         self._listener: psycopg.Connection[Row] | None = None
         self._listening = threading.Lock()
         try:
@@ -289,28 +307,80 @@ class PostgresStore(SQLViews):
 
         return await self._call(body)
 
-    async def _transaction(
-        self, lock: tuple[int, str] | None, body: Callable[[Cursor, float], T]
-    ) -> T:
-        """``body(cursor, now)`` in one transaction, after taking ``lock`` (an advisory lock's
-        namespace and name); ``now`` is the database's clock once the lock is held."""
+    async def _transaction(self, body: Callable[[Cursor, float], T]) -> T:
+        """``body(cursor, now)`` in one transaction; ``now`` is the database's clock."""
 
         def run(conn: psycopg.Connection[Row]) -> T:
             with conn.transaction():
                 cur = conn.cursor()
-                if lock is None:
-                    row = cur.execute(f"SELECT {_NOW}").fetchone()
-                else:
-                    # A limit's counts need no WAL flush before the answer: a database crash
-                    # loses at most the last moment's window rows, never usage (record()).
-                    cur.execute("SET LOCAL synchronous_commit TO OFF")
-                    row = cur.execute(
-                        f"SELECT pg_advisory_xact_lock(%s, hashtext(%s)), {_NOW}", lock
-                    ).fetchone()
+                row = cur.execute(f"SELECT {_NOW}").fetchone()
                 assert row is not None
-                return body(cur, float(row[-1]))
+                return body(cur, float(row[0]))
 
         return await self._call(run)
+
+    async def _limited(self, lock: tuple[int, str], body: Callable[[Cursor, float], T]) -> T:
+        """``body(cursor, now)`` under ``lock`` (an advisory lock's namespace and name), in the
+        next limits transaction: the calls waiting meanwhile run together (group admission,
+        as sqlite.py's batches), so a burst of admits pays a thread trip and a commit per
+        batch instead of per call. Once handed in, a call runs even if its caller is cancelled
+        (a lease it takes is released by the caller's record, as when it runs alone)."""
+        call: _Limited[T] = _Limited(lock, body)
+        self._limit_queue.append(call)
+        with trio.CancelScope(shield=True):
+            while not call.done:
+                await self._limit_step()
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    async def _limit_step(self) -> None:
+        """Wait for the limits transaction in flight, or else run the oldest calls waiting."""
+        if self._limiting is not None:
+            await self._limiting.wait()
+            return
+        limiting = self._limiting = trio.Event()
+        count = min(BATCH_CALLS, len(self._limit_queue))
+        taken = [self._limit_queue.popleft() for _ in range(count)]
+        try:
+            await self._call(partial(self._run_limits, calls=taken))
+        except Exception as error:
+            for call in taken:
+                call.error = error
+        finally:
+            for call in taken:
+                call.done = True
+            self._limiting = None
+            limiting.set()
+
+    @staticmethod
+    def _run_limits(conn: psycopg.Connection[Row], calls: list[_Limited[Any]]) -> None:
+        """The calls in one transaction, after every lock they need, taken in one order (the
+        locks' own, namespace then hash) so that two nodes' batches never deadlock. With
+        company each call runs in a savepoint: one that fails leaves the others' rows."""
+        spaces, names = zip(*sorted({call.lock for call in calls}), strict=True)
+        with conn.transaction():
+            cur = conn.cursor()
+            # A limit's counts need no WAL flush before the answer: a database crash loses at
+            # most the last moment's window rows, never usage (record()).
+            cur.execute("SET LOCAL synchronous_commit TO OFF")
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(ns, h) FROM (SELECT DISTINCT ns, hashtext(name) AS h"
+                " FROM unnest(%s::int[], %s::text[]) AS t(ns, name) ORDER BY ns, h) AS locks",
+                (list(spaces), list(names)),
+            )
+            row = cur.execute(f"SELECT {_NOW}").fetchone()  # once every lock is held
+            assert row is not None
+            now = float(row[0])
+            if len(calls) == 1:
+                calls[0].result = calls[0].body(cur, now)
+                return
+            for call in calls:
+                try:
+                    with conn.transaction():  # a savepoint
+                        call.result = call.body(cur, now)
+                except Exception as error:
+                    call.error = error
 
     # Usage per session and provider.
 
@@ -484,7 +554,7 @@ class PostgresStore(SQLViews):
             )
             return key
 
-        return await self._transaction(None, body)
+        return await self._transaction(body)
 
     # Limits.
 
@@ -538,7 +608,7 @@ class PostgresStore(SQLViews):
                 cur.execute(_ADD_RATE, (key.id, windows.bucket(now), 1, 0))
             return None
 
-        return await self._transaction((_KEY_LOCK, key.id), body)
+        return await self._limited((_KEY_LOCK, key.id), body)
 
     async def take_slot(
         self, provider: str, cap: int, key_id: str, lease: str, worker: str, lease_ttl: float
@@ -580,7 +650,7 @@ class PostgresStore(SQLViews):
             )
             return False
 
-        return await self._transaction((_PROVIDER_LOCK, provider), body)
+        return await self._limited((_PROVIDER_LOCK, provider), body)
 
     async def leave_queue(self, lease: str) -> None:
         await self._query("DELETE FROM slot_waiters WHERE id = %s", (lease,))
@@ -651,7 +721,7 @@ class PostgresStore(SQLViews):
             cur.execute("SELECT pg_notify(%s, %s)", (CONFIG_CHANNEL, str(row[0])))
             return int(row[0])
 
-        return await self._transaction(None, run)
+        return await self._transaction(run)
 
     async def next_config(self, after: int) -> SharedConfig:
         await trio.to_thread.run_sync(self._wait_notify, 0.0)  # LISTEN before the first read
