@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -176,3 +178,25 @@ async def test_long_context_routing_is_exact_to_the_token_on_the_second_turn(
             counted = await client.post("/v1/messages/count_tokens", content=body, headers=headers)
             assert counted.json()["input_tokens"] == uncached(request_decoder.decode(body))
     assert routed == ["main-model", "long-model"] * 2
+
+
+def test_tiktoken_is_imported_by_the_first_count_only() -> None:
+    """A worker that never counts does not pay for tiktoken (about 1.4 MB of RSS): the app
+    imports without it, and the first count brings it in."""
+    script = (
+        "import sys, trio_router.app, trio_router.cli\n"
+        "print('tiktoken' in sys.modules)\n"
+        "from trio_router.tokens import count_text\n"
+        "print(count_text('hello world'), 'tiktoken' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    ).stdout.split("\n")
+    assert out[:2] == ["False", "2 True"]

@@ -434,6 +434,9 @@ class _Body(httpx.AsyncByteStream):
                     self._finish(True)
                     return
                 piece = feed(data)
+                # The read's bytes, framing included, are not held while the next read waits
+                # (a stream spends its life there): only the decoded piece the consumer has.
+                del data
                 if decoder.done:
                     # Released before the last piece is handed out: a consumer that stops
                     # right after the final byte still leaves the connection reusable.
