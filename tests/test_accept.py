@@ -18,19 +18,12 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
 
 from tests.conftest import free_port
+from tests.test_drain import _refused
 from trio_router import workers
 from trio_router.drain import Drain
 
 BURST = 300
 REQUEST = b"GET /n HTTP/1.1\r\nhost: router\r\n\r\n"
-
-
-def _refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return True
-    return False
 
 
 def _counting_app(seen: list[int], all_in: trio.Event) -> Callable[..., Any]:
